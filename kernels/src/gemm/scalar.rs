@@ -1,0 +1,52 @@
+//! Portable micro-kernel, generic over the element type: the f64 path (used
+//! by gradient checks) and the f32 fallback without SIMD.
+
+use super::driver::Kernel;
+use super::pack;
+use crate::Float;
+
+/// 4×4 tile: 16 accumulators fit the 16 SSE registers of baseline x86-64
+/// (two f64 or four f32 lanes each, if the compiler vectorises).
+pub(super) struct Scalar;
+
+const MR: usize = 4;
+const NR: usize = 4;
+
+impl<T: Float> Kernel<T> for Scalar {
+    const MR: usize = MR;
+    const NR: usize = NR;
+    const MC: usize = 64;
+    const KC: usize = 256;
+    const NC: usize = 1024;
+
+    unsafe fn pack_a(&self, src: *const T, ls: usize, ks: usize, lanes: usize, kc: usize, dst: *mut T) {
+        // SAFETY: forwarded contract (see `Kernel::pack_a`).
+        unsafe { pack::pack::<T, MR>(src, ls, ks, lanes, kc, dst) }
+    }
+
+    unsafe fn pack_b(&self, src: *const T, ls: usize, ks: usize, lanes: usize, kc: usize, dst: *mut T) {
+        // SAFETY: forwarded contract (see `Kernel::pack_b`).
+        unsafe { pack::pack::<T, NR>(src, ls, ks, lanes, kc, dst) }
+    }
+
+    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: *const T, b: *const T, c: *mut T, ldc: usize, alpha: T, beta: T) {
+        let mut acc = [[T::ZERO; NR]; MR];
+        for p in 0..kc {
+            // SAFETY: the packed panels hold kc depth steps of MR (A) and NR
+            // (B) contiguous elements, aligned as T (they live in a Vec<T>).
+            let (ap, bp) = unsafe { (&*a.add(p * MR).cast::<[T; MR]>(), &*b.add(p * NR).cast::<[T; NR]>()) };
+            for (row, &ai) in acc.iter_mut().zip(ap) {
+                for (x, &bj) in row.iter_mut().zip(bp) {
+                    *x += ai * bj;
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate().take(mr) {
+            for (j, &x) in row.iter().enumerate().take(nr) {
+                // SAFETY: (i, j) is inside the mr × nr tile of C (caller).
+                let cij = unsafe { &mut *c.add(i * ldc + j) };
+                *cij = if beta == T::ZERO { alpha * x } else { alpha * x + beta * *cij };
+            }
+        }
+    }
+}
