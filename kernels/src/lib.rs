@@ -6,6 +6,7 @@
 //! chosen at run time by [`Isa::active`]. Tests compare each SIMD path with
 //! the scalar one on random, odd and tiny sizes.
 
+pub mod bench;
 pub mod convert;
 pub mod float;
 pub mod gemm;
@@ -13,6 +14,7 @@ pub mod isa;
 pub mod layer_norm;
 pub mod peak;
 pub mod reduce;
+mod simd;
 pub mod softmax;
 pub mod unary;
 

@@ -125,6 +125,7 @@ struct Operands<T> {
     b_cs: usize,
     c: *mut T,
     ldc: usize,
+    pf: [(usize, usize); 2],
 }
 
 /// `C = alpha·A·B + beta·C` for all batch items with micro-kernel `kern`.
@@ -169,6 +170,11 @@ pub(super) fn run<T: Float, K: Kernel<T>>(kern: &K, dims: GemmDims, alpha: T, a:
             // of C, in bounds by `check_operands`.
             c: unsafe { cptr.get().add(bi * c.batch_stride + rows.start * c.row_stride + cols.start) },
             ldc: c.row_stride,
+            pf: if bi + 1 < batch && parts == 1 {
+                let ab = (m * k) * std::mem::size_of::<T>();
+                let bb = (n * k) * std::mem::size_of::<T>();
+                [(a.data[(bi + 1) * a.batch_stride..].as_ptr() as usize, ab), (b.data[(bi + 1) * b.batch_stride..].as_ptr() as usize, bb)]
+            } else { [(0, 0); 2] },
         };
         with_pack_buffers(|bufs| {
             // SAFETY: `ops` addresses a `rows × k` view of A, `k × cols` of B
@@ -180,6 +186,9 @@ pub(super) fn run<T: Float, K: Kernel<T>>(kern: &K, dims: GemmDims, alpha: T, a:
     };
     if !parallel || batch * parts == 1 {
         (0..batch * parts).for_each(task);
+    } else if parts == 1 {
+        let chunk = batch.div_ceil(threads);
+        (0..threads).into_par_iter().for_each(|t| (t * chunk..((t + 1) * chunk).min(batch)).for_each(task));
     } else {
         (0..batch * parts).into_par_iter().for_each(task);
     }
@@ -238,6 +247,10 @@ unsafe fn product<T: Float, K: Kernel<T>>(
     let nc_max = block_size(n, K::NC, nr_);
     let (abuf, bbuf) = bufs.get(mc_max * kc_max, nc_max * kc_max);
     let (abuf, bbuf) = (abuf.as_mut_ptr(), bbuf.as_mut_ptr());
+    let tiles = m.div_ceil(mr_) * n.div_ceil(nr_) * k.div_ceil(kc_max);
+    let lines: usize = ops.pf.iter().map(|r| r.1 / 64).sum();
+    let per_tile = lines.div_ceil(tiles.max(1));
+    let mut cur = (0usize, 0usize);
 
     for jc in (0..n).step_by(nc_max) {
         let nc = nc_max.min(n - jc);
@@ -260,6 +273,15 @@ unsafe fn product<T: Float, K: Kernel<T>>(
                         // and panel jr / NR of the B block at jr * kc (packed
                         // layout); the tile's rows and columns are inside the
                         // caller's C view, which only this call writes.
+                        for _ in 0..per_tile {
+                            if cur.0 < 2 {
+                                let (base, len) = ops.pf[cur.0];
+                                if cur.1 * 64 < len {
+                                    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>((base + cur.1 * 64) as *const i8) };
+                                    cur.1 += 1;
+                                } else { cur = (cur.0 + 1, 0); }
+                            }
+                        }
                         unsafe {
                             kern.tile(
                                 mr_.min(mc - ir),

@@ -197,6 +197,19 @@ macro_rules! simd_common {
                 mul(dy, fmadd(x, pdf, normal_cdf(x)))
             }
 
+            /// The vector at `s[i..]`: a full one while one remains, else the
+            /// partial tail padded with `fill`.
+            fn load_at(s: &[f32], i: usize, fill: f32) -> V {
+                let s = &s[i..];
+                if s.len() >= LANES { load(s) } else { load_partial(s, fill) }
+            }
+
+            /// Stores `v` at `s[i..]`, only its first `s.len() - i` lanes near the end.
+            fn store_at(s: &mut [f32], i: usize, v: V) {
+                let s = &mut s[i..];
+                if s.len() >= LANES { store(s, v) } else { store_partial(s, v) }
+            }
+
             /// out = f(x), the tail through one partial vector padded with 0.
             fn map(x: &[f32], out: &mut [f32], f: impl Fn(V) -> V) {
                 assert_eq!(x.len(), out.len());

@@ -9,6 +9,7 @@ pub mod index;
 pub mod layer_norm;
 pub mod matmul;
 pub mod reduce;
+pub mod segment;
 pub mod softmax;
 pub mod where_mask;
 
