@@ -112,10 +112,14 @@ pub fn softmax_backward_rows_with<T: Float>(isa: Isa, y: &[T], dy: &[T], dx: &mu
     match simd::path::<T>(isa) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `path` returned this ISA, so the CPU runs it.
-        Some(Isa::Avx512) => rows.for_each(|((y, g), d)| unsafe { avx512::softmax_backward_row(f32s(y), f32s(g), f32s_mut(d)) }),
+        Some(Isa::Avx512) => {
+            rows.for_each(|((y, g), d)| unsafe { avx512::softmax_backward_row(f32s(y), f32s(g), f32s_mut(d)) })
+        }
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Some(Isa::Avx2Fma) => rows.for_each(|((y, g), d)| unsafe { avx2::softmax_backward_row(f32s(y), f32s(g), f32s_mut(d)) }),
+        Some(Isa::Avx2Fma) => {
+            rows.for_each(|((y, g), d)| unsafe { avx2::softmax_backward_row(f32s(y), f32s(g), f32s_mut(d)) })
+        }
         _ => rows.for_each(|((y, g), d)| {
             let s: T = y.iter().zip(g).map(|(&y, &g)| y * g).sum();
             for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
@@ -140,10 +144,14 @@ pub fn log_softmax_backward_rows_with<T: Float>(isa: Isa, y: &[T], dy: &[T], dx:
     match simd::path::<T>(isa) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `path` returned this ISA, so the CPU runs it.
-        Some(Isa::Avx512) => rows.for_each(|((y, g), d)| unsafe { avx512::log_softmax_backward_row(f32s(y), f32s(g), f32s_mut(d)) }),
+        Some(Isa::Avx512) => {
+            rows.for_each(|((y, g), d)| unsafe { avx512::log_softmax_backward_row(f32s(y), f32s(g), f32s_mut(d)) })
+        }
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Some(Isa::Avx2Fma) => rows.for_each(|((y, g), d)| unsafe { avx2::log_softmax_backward_row(f32s(y), f32s(g), f32s_mut(d)) }),
+        Some(Isa::Avx2Fma) => {
+            rows.for_each(|((y, g), d)| unsafe { avx2::log_softmax_backward_row(f32s(y), f32s(g), f32s_mut(d)) })
+        }
         _ => rows.for_each(|((y, g), d)| {
             let s: T = g.iter().copied().sum();
             for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
@@ -240,7 +248,7 @@ mod tests {
     fn masked_rows(rng: &mut Rng, rows: usize, cols: usize) -> Vec<f32> {
         let mut x = rng.vec_f32(rows * cols, -8.0, 8.0);
         for v in x.iter_mut() {
-            if rng.next_u64() % 5 == 0 {
+            if rng.next_u64().is_multiple_of(5) {
                 *v = f32::NEG_INFINITY;
             }
         }

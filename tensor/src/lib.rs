@@ -14,6 +14,7 @@ mod error;
 mod layout;
 pub mod ops;
 pub mod rng;
+pub mod pytorch_io;
 pub mod safetensors_io;
 mod storage;
 mod tensor;

@@ -86,3 +86,108 @@ fn batched(out: &[usize], operand: &[usize]) -> Vec<usize> {
 fn leading_rows(shape: &[usize]) -> usize {
     shape[..shape.len() - 1].iter().product()
 }
+
+#[cfg(test)]
+mod tests {
+    use kogner_tensor::{DType, Tensor};
+    use proptest::prelude::*;
+
+    use crate::gradcheck::{check_f32_matches_f64, check_gradients, random_tensor, Tol};
+    use crate::Var;
+
+    /// Batch dims of a and b that broadcast together: from one full batch
+    /// shape, each side may drop leading dims, and per dim one side may be 1.
+    fn batch_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+        prop::collection::vec(1usize..4, 0..3)
+            .prop_flat_map(|full| {
+                let r = full.len();
+                (Just(full), prop::collection::vec(0u8..3, r), 0..=r, 0..=r)
+            })
+            .prop_map(|(full, mode, drop_a, drop_b)| {
+                let side = |one: u8, drop: usize| -> Vec<usize> {
+                    full.iter().zip(&mode).map(|(&d, &m)| if m == one { 1 } else { d }).skip(drop).collect()
+                };
+                (side(1, drop_a), side(2, drop_b))
+            })
+    }
+
+    fn with(batch: &[usize], rows: usize, cols: usize) -> Vec<usize> {
+        let mut s = batch.to_vec();
+        s.extend([rows, cols]);
+        s
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn matmul_gradients((ba, bb) in batch_pair(), m in 1usize..4, k in 1usize..4, n in 1usize..4,
+                            transposed_rhs in any::<bool>(), seed in any::<u64>()) {
+            let a = random_tensor(&with(&ba, m, k), seed, -2.0, 2.0);
+            // A transposed rhs reaches the GEMM as a strided view.
+            let b = if transposed_rhs { random_tensor(&with(&bb, n, k), seed ^ 1, -2.0, 2.0) } else { random_tensor(&with(&bb, k, n), seed ^ 1, -2.0, 2.0) };
+            let f = move |v: &[Var]| if transposed_rhs { v[0].matmul(&v[1].t()?) } else { v[0].matmul(&v[1]) };
+            check_gradients(&f, &[a.clone(), b.clone()], &[], Tol::default()).map_err(TestCaseError::fail)?;
+            check_f32_matches_f64(&f, &[a, b], 1e-5, 1e-5).map_err(TestCaseError::fail)?;
+        }
+
+        #[test]
+        fn linear_gradients(lead in prop::collection::vec(1usize..4, 0..3), n_in in 1usize..5, n_out in 1usize..5,
+                            bias in any::<bool>(), frozen_w in any::<bool>(), seed in any::<u64>()) {
+            let mut xs = lead.clone();
+            xs.push(n_in);
+            let mut inputs = vec![random_tensor(&xs, seed, -2.0, 2.0), random_tensor(&[n_out, n_in], seed ^ 1, -1.0, 1.0)];
+            if bias {
+                inputs.push(random_tensor(&[n_out], seed ^ 2, -1.0, 1.0));
+            }
+            let f = |v: &[Var]| v[0].linear(&v[1], v.get(2));
+            let constant: &[usize] = if frozen_w { &[1] } else { &[] };
+            check_gradients(&f, &inputs, constant, Tol::default()).map_err(TestCaseError::fail)?;
+            check_f32_matches_f64(&f, &inputs, 1e-5, 1e-5).map_err(TestCaseError::fail)?;
+        }
+    }
+
+    fn var(v: &[f64], shape: &[usize]) -> Var {
+        Var::leaf(Tensor::from_vec(v.to_vec(), shape).unwrap())
+    }
+
+    #[test]
+    fn matmul_value_and_gradient_by_hand() {
+        let a = var(&[1., 2., 3., 4.], &[2, 2]);
+        let b = var(&[5., 6., 7., 8.], &[2, 2]);
+        let y = a.matmul(&b).unwrap();
+        assert_eq!(y.value().to_vec::<f64>().unwrap(), vec![19., 22., 43., 50.]);
+        let g = y.backward().unwrap();
+        // d Σ(AB) / dA = 1·Bᵀ (row sums of B); d / dB = Aᵀ·1 (column sums of A, repeated).
+        assert_eq!(g.get(&a).unwrap().to_vec::<f64>().unwrap(), vec![11., 15., 11., 15.]);
+        assert_eq!(g.get(&b).unwrap().to_vec::<f64>().unwrap(), vec![4., 4., 6., 6.]);
+    }
+
+    #[test]
+    fn linear_value_and_frozen_input_gets_no_gradient() {
+        let x = Var::constant(Tensor::from_vec(vec![1., 2., 3., 4., 5., 6.], &[2, 3]).unwrap());
+        let w = var(&[1., 0., -1., 2., 1., 0.], &[2, 3]);
+        let b = var(&[0.5, -0.5], &[2]);
+        let y = x.linear(&w, Some(&b)).unwrap();
+        assert_eq!(y.value().to_vec::<f64>().unwrap(), vec![-1.5, 3.5, -1.5, 12.5]);
+        let g = y.backward().unwrap();
+        assert!(g.get(&x).is_none());
+        // dW = gᵀ·x with g = 1: column sums of x, per output row.
+        assert_eq!(g.get(&w).unwrap().to_vec::<f64>().unwrap(), vec![5., 7., 9., 5., 7., 9.]);
+        assert_eq!(g.get(&b).unwrap().to_vec::<f64>().unwrap(), vec![2., 2.]);
+    }
+
+    #[test]
+    fn bad_operands_are_errors() {
+        let a = var(&[0.; 6], &[2, 3]);
+        let e = a.matmul(&a).unwrap_err().to_string();
+        assert!(e.contains("matmul"), "{e}");
+        assert!(a.matmul(&var(&[0.; 3], &[3])).is_err());
+        let f32b = Var::leaf(Tensor::zeros(&[3, 2], DType::F32));
+        assert!(a.matmul(&f32b).is_err());
+        let e = a.linear(&var(&[0.; 8], &[2, 4]), None).unwrap_err().to_string();
+        assert!(e.contains("linear"), "{e}");
+        assert!(a.linear(&var(&[0.; 6], &[2, 3]), Some(&var(&[0.; 3], &[3]))).is_err());
+        assert!(a.linear(&f32b.t().unwrap(), None).is_err());
+    }
+}

@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::Kernel;
+use super::driver::{prefetch_tile, Kernel, Prefetch};
 use super::pack;
 use crate::Isa;
 
@@ -45,12 +45,12 @@ impl Kernel<f32> for Avx512 {
         unsafe { pack::pack_f32::<NR>(src, ls, ks, lanes, kc, dst) }
     }
 
-    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32, pf: &mut Prefetch) {
         macro_rules! rows {
             ($($r:literal)*) => {
                 match mr {
                     // SAFETY: forwarded contract; `self` proves AVX-512F (`new`).
-                    $($r => unsafe { tile::<$r>(kc, a, b, c, ldc, nr, alpha, beta) },)*
+                    $($r => unsafe { tile::<$r>(kc, a, b, c, ldc, nr, alpha, beta, pf) },)*
                     _ => unreachable!("tile rows {mr} > MR"),
                 }
             };
@@ -66,9 +66,10 @@ impl Kernel<f32> for Avx512 {
 /// The [`Kernel::tile`] contract, and AVX-512F available.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, nr: usize, alpha: f32, beta: f32) {
+unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, nr: usize, alpha: f32, beta: f32, pf: &mut Prefetch) {
+    prefetch_tile(c, ldc, R, NR);
     let mut acc = [_mm512_setzero_ps(); R];
-    let (mut a, mut b) = (a, b);
+    let (mut a, mut b, mut walk) = (a, b, *pf);
     for _ in 0..kc {
         // SAFETY: a and b walk the packed panels: kc steps of MR and NR floats.
         let bv = unsafe { _mm512_loadu_ps(b) };
@@ -76,9 +77,11 @@ unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut 
             // SAFETY: i < R <= MR floats of the current A step.
             *x = _mm512_fmadd_ps(_mm512_set1_ps(unsafe { *a.add(i) }), bv, *x);
         }
+        walk.touch();
         a = a.wrapping_add(MR);
         b = b.wrapping_add(NR);
     }
+    *pf = walk;
 
     let (va, vb) = (_mm512_set1_ps(alpha), _mm512_set1_ps(beta));
     for (i, &x) in acc.iter().enumerate() {

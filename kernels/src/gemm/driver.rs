@@ -53,8 +53,10 @@ pub(super) trait Kernel<T: Float>: Sync {
     /// (`kc × NR`), `1 <= mr <= MR`, `1 <= nr <= NR`, and rows `0..mr` of C
     /// (`c + i * ldc`, `nr` elements each) must be valid for reads and writes
     /// and not accessed by anyone else during the call.
+    ///
+    /// The kernel calls `pf.touch()` once per depth step.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: *const T, b: *const T, c: *mut T, ldc: usize, alpha: T, beta: T);
+    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: *const T, b: *const T, c: *mut T, ldc: usize, alpha: T, beta: T, pf: &mut Prefetch);
 }
 
 /// Products with at most this many multiply-adds per matrix take the direct
@@ -114,9 +116,12 @@ impl<T> SharedMut<T> {
     }
 }
 
-/// One product's operands as raw strided views, already offset to the task's
-/// batch item and row / column range.
+/// One task's operands as raw strided views, offset to its batch item and
+/// row / column range: C (`m × n`, row stride `ldc`) `+= A (m × k) · B (k × n)`.
 struct Operands<T> {
+    m: usize,
+    n: usize,
+    k: usize,
     a: *const T,
     a_rs: usize,
     a_cs: usize,
@@ -125,7 +130,6 @@ struct Operands<T> {
     b_cs: usize,
     c: *mut T,
     ldc: usize,
-    pf: [(usize, usize); 2],
 }
 
 /// `C = alpha·A·B + beta·C` for all batch items with micro-kernel `kern`.
@@ -152,14 +156,18 @@ pub(super) fn run<T: Float, K: Kernel<T>>(kern: &K, dims: GemmDims, alpha: T, a:
     let split_n = m <= n;
     let (len, unit) = if split_n { (n, K::NR) } else { (m, K::MR) };
     let parts = parts.min(len.div_ceil(unit));
+    let tasks = batch * parts;
 
     let cptr = SharedMut(c.data.as_mut_ptr());
-    let task = |t: usize| {
+    let operands = |t: usize| {
         let (bi, range) = (t / parts, part(len, unit, parts, t % parts));
         let (rows, cols) = if split_n { (0..m, range) } else { (range, 0..n) };
         // Offsets stay in bounds: `check_operands` checked the extent of the
         // whole batch and `rows`, `cols` lie inside `0..m`, `0..n`.
-        let ops = Operands {
+        Operands {
+            m: rows.len(),
+            n: cols.len(),
+            k,
             a: a.data[bi * a.batch_stride + rows.start * a.row_stride..].as_ptr(),
             a_rs: a.row_stride,
             a_cs: a.col_stride,
@@ -170,27 +178,27 @@ pub(super) fn run<T: Float, K: Kernel<T>>(kern: &K, dims: GemmDims, alpha: T, a:
             // of C, in bounds by `check_operands`.
             c: unsafe { cptr.get().add(bi * c.batch_stride + rows.start * c.row_stride + cols.start) },
             ldc: c.row_stride,
-            pf: if bi + 1 < batch && parts == 1 {
-                let ab = (m * k) * std::mem::size_of::<T>();
-                let bb = (n * k) * std::mem::size_of::<T>();
-                [(a.data[(bi + 1) * a.batch_stride..].as_ptr() as usize, ab), (b.data[(bi + 1) * b.batch_stride..].as_ptr() as usize, bb)]
-            } else { [(0, 0); 2] },
-        };
-        with_pack_buffers(|bufs| {
-            // SAFETY: `ops` addresses a `rows × k` view of A, `k × cols` of B
-            // and `rows × cols` of C, all in bounds (`check_operands`); this
-            // task is the only writer of that part of C: tasks differ in batch
-            // item (disjoint matrices, checked) or in their `part` range.
-            unsafe { product(kern, rows.len(), cols.len(), k, alpha, &ops, beta, bufs) }
-        });
+        }
     };
-    if !parallel || batch * parts == 1 {
-        (0..batch * parts).for_each(task);
-    } else if parts == 1 {
-        let chunk = batch.div_ceil(threads);
-        (0..threads).into_par_iter().for_each(|t| (t * chunk..((t + 1) * chunk).min(batch)).for_each(task));
+    // A thread runs a contiguous chunk of tasks, so while it computes one it
+    // can prefetch the operands of the next.
+    let chunk = |tasks: std::ops::Range<usize>| {
+        with_pack_buffers(|bufs| {
+            for t in tasks.clone() {
+                let next = (t + 1 < tasks.end).then(|| operands(t + 1));
+                // SAFETY: `operands` addresses in-bounds views of A, B and C
+                // (`check_operands`); this task is the only writer of its part
+                // of C: tasks differ in batch item (disjoint matrices, checked)
+                // or in their `part` range.
+                unsafe { product(kern, alpha, &operands(t), beta, next.as_ref(), bufs) }
+            }
+        })
+    };
+    if parallel && tasks > 1 {
+        let chunks = threads.min(tasks);
+        (0..chunks).into_par_iter().for_each(|i| chunk(part(tasks, 1, chunks, i)));
     } else {
-        (0..batch * parts).into_par_iter().for_each(task);
+        chunk(0..tasks);
     }
 }
 
@@ -218,88 +226,244 @@ fn part(len: usize, unit: usize, parts: usize, i: usize) -> std::ops::Range<usiz
     start..end
 }
 
-/// Splits `len` into `ceil(len / max)` nearly equal blocks rounded up to
-/// `unit`, so a dimension just above a block size does not leave a sliver.
-fn block_size(len: usize, max: usize, unit: usize) -> usize {
-    let blocks = len.div_ceil(max);
-    len.div_ceil(blocks).next_multiple_of(unit).min(max)
+/// Block sizes of one product: `ceil(len / max)` nearly equal blocks per
+/// dimension, rounded up to the tile, so a dimension just above a block size
+/// does not leave a sliver.
+#[derive(Clone, Copy)]
+struct Blocking {
+    mc: usize,
+    nc: usize,
+    kc: usize,
 }
 
-/// The BLIS loop nest for one `m × n × k` product on the calling thread.
+impl Blocking {
+    fn new<T: Float, K: Kernel<T>>(m: usize, n: usize, k: usize) -> Self {
+        let size = |len: usize, max: usize, unit: usize| len.div_ceil(len.div_ceil(max)).next_multiple_of(unit).min(max);
+        Blocking { mc: size(m, K::MC, K::MR), nc: size(n, K::NC, K::NR), kc: size(k, K::KC, 1) }
+    }
+
+    /// The blocks of the loop nest in order: B block (jc, pc) is packed at
+    /// its first A block (ic == 0), then each A block (ic, pc) is packed and
+    /// multiplied.
+    fn steps(self, m: usize, n: usize, k: usize) -> impl Iterator<Item = Step> {
+        (0..n).step_by(self.nc).flat_map(move |jc| {
+            (0..k).step_by(self.kc).flat_map(move |pc| {
+                (0..m).step_by(self.mc).map(move |ic| Step {
+                    jc,
+                    nc: self.nc.min(n - jc),
+                    pc,
+                    kc: self.kc.min(k - pc),
+                    ic,
+                    mc: self.mc.min(m - ic),
+                })
+            })
+        })
+    }
+}
+
+/// One `mc × nc × kc` block product of the loop nest.
+#[derive(Clone, Copy)]
+struct Step {
+    jc: usize,
+    nc: usize,
+    pc: usize,
+    kc: usize,
+    ic: usize,
+    mc: usize,
+}
+
+impl<T> Operands<T> {
+    /// Walks over the source data that `step` will pack: its B block (if it
+    /// packs one) and its A block.
+    fn prefetches(&self, step: &Step) -> [Prefetch; 2] {
+        let b = if step.ic == 0 {
+            let src = self.b.wrapping_add(step.pc * self.b_rs + step.jc * self.b_cs);
+            Prefetch::block(src, self.b_cs, self.b_rs, step.nc, step.kc)
+        } else {
+            Prefetch::default()
+        };
+        let src = self.a.wrapping_add(step.ic * self.a_rs + step.pc * self.a_cs);
+        [b, Prefetch::block(src, self.a_rs, self.a_cs, step.mc, step.kc)]
+    }
+}
+
+/// The BLIS loop nest for one product on the calling thread. While the
+/// tiles of a block are computed, the micro-kernel prefetches the source of
+/// the next block's packing (or of `next`'s first block), so packing reads
+/// from cache instead of waiting on memory.
 ///
 /// # Safety
-/// `ops` must address an `m × k` view of A, a `k × n` view of B and an
-/// `m × n` view of C that are in bounds, with C not accessed concurrently.
-#[allow(clippy::too_many_arguments)]
+/// `ops` (and `next`) must address in-bounds views of A, B and C, with C not
+/// accessed concurrently.
 unsafe fn product<T: Float, K: Kernel<T>>(
     kern: &K,
-    m: usize,
-    n: usize,
-    k: usize,
     alpha: T,
     ops: &Operands<T>,
     beta: T,
+    next: Option<&Operands<T>>,
     bufs: &mut PackBuffers<T>,
 ) {
+    let (m, n, k) = (ops.m, ops.n, ops.k);
     let (mr_, nr_) = (K::MR, K::NR);
-    let mc_max = block_size(m, K::MC, mr_);
-    let kc_max = block_size(k, K::KC, 1);
-    let nc_max = block_size(n, K::NC, nr_);
-    let (abuf, bbuf) = bufs.get(mc_max * kc_max, nc_max * kc_max);
+    let blocking = Blocking::new::<T, K>(m, n, k);
+    let (abuf, bbuf) = bufs.get(blocking.mc * blocking.kc, blocking.nc * blocking.kc);
     let (abuf, bbuf) = (abuf.as_mut_ptr(), bbuf.as_mut_ptr());
-    let tiles = m.div_ceil(mr_) * n.div_ceil(nr_) * k.div_ceil(kc_max);
-    let lines: usize = ops.pf.iter().map(|r| r.1 / 64).sum();
-    let per_tile = lines.div_ceil(tiles.max(1));
-    let mut cur = (0usize, 0usize);
 
-    for jc in (0..n).step_by(nc_max) {
-        let nc = nc_max.min(n - jc);
-        for pc in (0..k).step_by(kc_max) {
-            let kc = kc_max.min(k - pc);
-            // Later depth slices accumulate onto the first one's result.
-            let beta = if pc == 0 { beta } else { T::ONE };
+    let mut steps = blocking.steps(m, n, k).peekable();
+    while let Some(s) = steps.next() {
+        let (Step { jc, nc, pc, kc, ic, mc }, ldc) = (s, ops.ldc);
+        if ic == 0 {
             // SAFETY: columns jc..jc+nc, depth pc..pc+kc of B are in bounds
-            // (caller); `bbuf` holds nc_max.next_multiple_of(NR) * kc_max.
+            // (caller); `bbuf` holds blocking.nc * blocking.kc, blocking.nc a
+            // multiple of NR.
             unsafe { kern.pack_b(ops.b.add(pc * ops.b_rs + jc * ops.b_cs), ops.b_cs, ops.b_rs, nc, kc, bbuf) };
-            for ic in (0..m).step_by(mc_max) {
-                let mc = mc_max.min(m - ic);
-                // SAFETY: rows ic..ic+mc, depth pc..pc+kc of A are in bounds
-                // (caller); `abuf` holds mc_max * kc_max, mc_max a multiple of MR.
-                unsafe { kern.pack_a(ops.a.add(ic * ops.a_rs + pc * ops.a_cs), ops.a_rs, ops.a_cs, mc, kc, abuf) };
-                // One B panel stays in L1 while the A panels stream from L2.
-                for jr in (0..nc).step_by(nr_) {
-                    for ir in (0..mc).step_by(mr_) {
-                        // SAFETY: panel ir / MR of the A block starts at ir * kc
-                        // and panel jr / NR of the B block at jr * kc (packed
-                        // layout); the tile's rows and columns are inside the
-                        // caller's C view, which only this call writes.
-                        for _ in 0..per_tile {
-                            if cur.0 < 2 {
-                                let (base, len) = ops.pf[cur.0];
-                                if cur.1 * 64 < len {
-                                    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>((base + cur.1 * 64) as *const i8) };
-                                    cur.1 += 1;
-                                } else { cur = (cur.0 + 1, 0); }
-                            }
-                        }
-                        unsafe {
-                            kern.tile(
-                                mr_.min(mc - ir),
-                                nr_.min(nc - jr),
-                                kc,
-                                abuf.add(ir * kc),
-                                bbuf.add(jr * kc),
-                                ops.c.add((ic + ir) * ops.ldc + jc + jr),
-                                ops.ldc,
-                                alpha,
-                                beta,
-                            )
-                        };
-                    }
+        }
+        // SAFETY: rows ic..ic+mc, depth pc..pc+kc of A are in bounds (caller);
+        // `abuf` holds blocking.mc * blocking.kc, blocking.mc a multiple of MR.
+        unsafe { kern.pack_a(ops.a.add(ic * ops.a_rs + pc * ops.a_cs), ops.a_rs, ops.a_cs, mc, kc, abuf) };
+
+        let mut upcoming = match (steps.peek(), next) {
+            (Some(s), _) => ops.prefetches(s),
+            (None, Some(next)) => {
+                let first = Blocking::new::<T, K>(next.m, next.n, next.k).steps(next.m, next.n, next.k).next();
+                first.map_or_else(Default::default, |s| next.prefetches(&s))
+            }
+            (None, None) => Default::default(),
+        };
+        let mut pf = 0;
+        // Later depth slices accumulate onto the first one's result.
+        let beta = if pc == 0 { beta } else { T::ONE };
+        // One B panel stays in L1 while the A panels stream from L2.
+        for jr in (0..nc).step_by(nr_) {
+            for ir in (0..mc).step_by(mr_) {
+                if pf + 1 < upcoming.len() && upcoming[pf].is_done() {
+                    pf += 1;
                 }
+                // SAFETY: panel ir / MR of the A block starts at ir * kc and
+                // panel jr / NR of the B block at jr * kc (packed layout); the
+                // tile's rows and columns are inside the caller's C view,
+                // which only this call writes.
+                unsafe {
+                    kern.tile(
+                        mr_.min(mc - ir),
+                        nr_.min(nc - jr),
+                        kc,
+                        abuf.add(ir * kc),
+                        bbuf.add(jr * kc),
+                        ops.c.add((ic + ir) * ldc + jc + jr),
+                        ldc,
+                        alpha,
+                        beta,
+                        &mut upcoming[pf],
+                    )
+                };
             }
         }
     }
+}
+
+/// A walk over the cache lines of a strided block that will be read soon:
+/// rows of `row_len` bytes, `row_stride` bytes apart. The micro-kernels
+/// advance it by one line per depth step, which spreads the memory traffic
+/// over the compute instead of stalling on it in a burst.
+#[derive(Clone, Copy)]
+pub(super) struct Prefetch {
+    line: *const u8,
+    row_start: *const u8,
+    row_end: *const u8,
+    row_len: usize,
+    row_stride: usize,
+    rows_left: usize,
+}
+
+impl Default for Prefetch {
+    /// An empty walk.
+    fn default() -> Self {
+        let p = std::ptr::null();
+        Prefetch { line: p, row_start: p, row_end: p, row_len: 0, row_stride: 0, rows_left: 0 }
+    }
+}
+
+impl Prefetch {
+    /// The lines of a block as described to [`Kernel::pack_a`]: `lanes × kc`
+    /// elements, lane `t` / depth `p` at `src + t * ls + p * ks`. Only a
+    /// block with a unit stride is walked (a gather block is left to the
+    /// hardware prefetcher).
+    fn block<T>(src: *const T, ls: usize, ks: usize, lanes: usize, kc: usize) -> Self {
+        let size = std::mem::size_of::<T>();
+        let (row_len, stride, rows) = if ls == 1 {
+            (lanes, ks, kc)
+        } else if ks == 1 {
+            (kc, ls, lanes)
+        } else {
+            return Prefetch::default();
+        };
+        let start = src.cast::<u8>();
+        Prefetch {
+            line: align_down(start),
+            row_start: start,
+            row_end: start.wrapping_add(row_len * size),
+            row_len: row_len * size,
+            row_stride: stride * size,
+            rows_left: rows - 1,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.row_end.is_null()
+    }
+
+    /// Prefetches the next line into L2 (a no-op once the walk is done).
+    #[inline(always)]
+    pub(super) fn touch(&mut self) {
+        if self.line < self.row_end {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch is a hint: it never faults and never changes
+            // memory, whatever the address.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(self.line.cast())
+            };
+            self.line = self.line.wrapping_add(64);
+            if self.line >= self.row_end {
+                self.next_row();
+            }
+        }
+    }
+
+    #[cold]
+    fn next_row(&mut self) {
+        if self.rows_left == 0 {
+            self.row_end = std::ptr::null();
+            return;
+        }
+        self.rows_left -= 1;
+        self.row_start = self.row_start.wrapping_add(self.row_stride);
+        self.row_end = self.row_start.wrapping_add(self.row_len);
+        self.line = align_down(self.row_start);
+    }
+}
+
+/// Pulls the rows of a C tile (`rows × cols`, rows `ldc` apart) into L1,
+/// so the write-back after a tile's depth loop does not wait on memory (with
+/// a long row stride, C tiles are rarely still cached).
+#[inline(always)]
+pub(super) fn prefetch_tile<T>(c: *const T, ldc: usize, rows: usize, cols: usize) {
+    for i in 0..rows {
+        let row = c.wrapping_add(i * ldc);
+        for p in [row, row.wrapping_add(cols - 1)] {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch is a hint: it never faults and never changes
+            // memory, whatever the address.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+            };
+        }
+    }
+}
+
+/// The start of the cache line holding `p`.
+fn align_down(p: *const u8) -> *const u8 {
+    p.wrapping_sub(p as usize & 63)
 }
 
 /// Packing space for one thread, reused across calls.

@@ -1,7 +1,7 @@
 //! Portable micro-kernel, generic over the element type: the f64 path (used
 //! by gradient checks) and the f32 fallback without SIMD.
 
-use super::driver::Kernel;
+use super::driver::{Kernel, Prefetch};
 use super::pack;
 use crate::Float;
 
@@ -29,7 +29,7 @@ impl<T: Float> Kernel<T> for Scalar {
         unsafe { pack::pack::<T, NR>(src, ls, ks, lanes, kc, dst) }
     }
 
-    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: *const T, b: *const T, c: *mut T, ldc: usize, alpha: T, beta: T) {
+    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: *const T, b: *const T, c: *mut T, ldc: usize, alpha: T, beta: T, _pf: &mut Prefetch) {
         let mut acc = [[T::ZERO; NR]; MR];
         for p in 0..kc {
             // SAFETY: the packed panels hold kc depth steps of MR (A) and NR

@@ -38,12 +38,6 @@ isa_fns! { "avx2,fma";
     /// `a` in the lanes set in `m`, `b` elsewhere.
     fn select(m: M, a: V, b: V) -> V { _mm256_blendv_ps(b, a, m) }
     fn any(m: M) -> bool { _mm256_movemask_ps(m) != 0 }
-    /// The first `n` lanes, n ≤ LANES.
-    fn tail_mask(n: usize) -> M {
-        debug_assert!(n <= LANES);
-        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane))
-    }
     fn hsum(a: V) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -46,7 +46,7 @@ isa_fns! { "avx512f";
     /// `a` in the lanes set in `m`, `b` elsewhere.
     fn select(m: M, a: V, b: V) -> V { _mm512_mask_blend_ps(m, b, a) }
     fn any(m: M) -> bool { m != 0 }
-    /// The first `n` lanes, n ≤ LANES.
+    /// The first `n` lanes, n ≤ LANES: the partial loads' and stores' mask.
     fn tail_mask(n: usize) -> M {
         debug_assert!(n <= LANES);
         ((1u32 << n) - 1) as M

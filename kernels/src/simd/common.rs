@@ -26,7 +26,7 @@ pub(super) const EXP_MIN: f32 = -104.0;
 pub(super) const EXP_MAX: f32 = 89.0;
 /// ln 2 = LN2_HI + LN2_LO, with LN2_HI short enough (9 bits) that n·LN2_HI is
 /// exact: the Cody–Waite split used by Cephes.
-pub(super) const LN2_HI: f32 = 0.693359375;
+pub(super) const LN2_HI: f32 = 355.0 / 512.0;
 #[allow(clippy::excessive_precision)]
 pub(super) const LN2_LO: f32 = -2.12194440e-4;
 /// e^r ≈ 1 + r + r²·P(r) on |r| ≤ ln2/2 (Cephes expf, about 1 ulp).
@@ -197,19 +197,6 @@ macro_rules! simd_common {
                 mul(dy, fmadd(x, pdf, normal_cdf(x)))
             }
 
-            /// The vector at `s[i..]`: a full one while one remains, else the
-            /// partial tail padded with `fill`.
-            fn load_at(s: &[f32], i: usize, fill: f32) -> V {
-                let s = &s[i..];
-                if s.len() >= LANES { load(s) } else { load_partial(s, fill) }
-            }
-
-            /// Stores `v` at `s[i..]`, only its first `s.len() - i` lanes near the end.
-            fn store_at(s: &mut [f32], i: usize, v: V) {
-                let s = &mut s[i..];
-                if s.len() >= LANES { store(s, v) } else { store_partial(s, v) }
-            }
-
             /// out = f(x), the tail through one partial vector padded with 0.
             fn map(x: &[f32], out: &mut [f32], f: impl Fn(V) -> V) {
                 assert_eq!(x.len(), out.len());
@@ -262,6 +249,21 @@ macro_rules! simd_common {
                 let (a, y) = (as_.remainder(), ys.into_remainder());
                 if !a.is_empty() {
                     store_partial(y, f(load_partial(a, 0.0), load_partial(y, 0.0)));
+                }
+            }
+
+            /// y = f(a, b, y).
+            fn zip2_map_inplace(a: &[f32], b: &[f32], y: &mut [f32], f: impl Fn(V, V, V) -> V) {
+                assert!(a.len() == y.len() && b.len() == y.len());
+                let mut as_ = a.chunks_exact(LANES);
+                let mut bs = b.chunks_exact(LANES);
+                let mut ys = y.chunks_exact_mut(LANES);
+                for ((a, b), y) in (&mut as_).zip(&mut bs).zip(&mut ys) {
+                    store(y, f(load(a), load(b), load(y)));
+                }
+                let (a, b, y) = (as_.remainder(), bs.remainder(), ys.into_remainder());
+                if !a.is_empty() {
+                    store_partial(y, f(load_partial(a, 0.0), load_partial(b, 0.0), load_partial(y, 0.0)));
                 }
             }
 

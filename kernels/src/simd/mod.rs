@@ -15,6 +15,7 @@
 
 use crate::{Float, Isa};
 
+#[cfg(target_arch = "x86_64")]
 #[macro_use]
 mod common;
 #[cfg(target_arch = "x86_64")]

@@ -85,7 +85,11 @@ pub(crate) fn ulps(a: f32, b: f32) -> u32 {
     // Map the bit patterns onto a line where adjacent floats differ by 1.
     let line = |x: f32| {
         let bits = x.to_bits();
-        if bits >> 31 == 1 { -((bits & 0x7FFF_FFFF) as i64) } else { bits as i64 }
+        if bits >> 31 == 1 {
+            -((bits & 0x7FFF_FFFF) as i64)
+        } else {
+            bits as i64
+        }
     };
     (line(a) - line(b)).unsigned_abs().min(u32::MAX as u64) as u32
 }

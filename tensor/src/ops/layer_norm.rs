@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use kogner_kernels::layer_norm::layer_norm_rows;
+use kogner_kernels::layer_norm::{layer_norm_backward_rows, layer_norm_rows};
 
 use super::elementwise::from_storage_vec;
 use super::PAR_THRESHOLD;
@@ -68,42 +68,8 @@ fn forward_impl<T: FloatElement>(
     Ok((from_storage_vec(out, x.shape()), from_storage_vec(mean, stat_shape), from_storage_vec(rstd, stat_shape)))
 }
 
-/// Backward over rows: writes `dx` and accumulates `dgamma += g ⊙ x̂`,
-/// `dbeta += g` (column sums), with `x̂ = (x − mean)·rstd`,
-/// `dx̂ = g ⊙ gamma`, `dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂))`.
-#[allow(clippy::too_many_arguments)]
-fn backward_rows<T: FloatElement>(
-    x: &[T],
-    gamma: Option<&[T]>,
-    mean: &[T],
-    rstd: &[T],
-    g: &[T],
-    cols: usize,
-    dx: &mut [T],
-    dgamma: &mut [T],
-    dbeta: &mut [T],
-) {
-    let n = T::from_usize(cols);
-    for (r, ((xr, gr), dr)) in x.chunks_exact(cols).zip(g.chunks_exact(cols)).zip(dx.chunks_exact_mut(cols)).enumerate() {
-        let (mu, rs) = (mean[r], rstd[r]);
-        let (mut sum_dxhat, mut sum_dxhat_xhat) = (T::ZERO, T::ZERO);
-        for c in 0..cols {
-            let xhat = (xr[c] - mu) * rs;
-            let dxhat = gamma.map_or(gr[c], |w| gr[c] * w[c]);
-            sum_dxhat += dxhat;
-            sum_dxhat_xhat += dxhat * xhat;
-            dgamma[c] += gr[c] * xhat;
-            dbeta[c] += gr[c];
-        }
-        let (a, b) = (sum_dxhat / n, sum_dxhat_xhat / n);
-        for c in 0..cols {
-            let xhat = (xr[c] - mu) * rs;
-            let dxhat = gamma.map_or(gr[c], |w| gr[c] * w[c]);
-            dr[c] = rs * (dxhat - a - xhat * b);
-        }
-    }
-}
-
+/// `dx` rows from the kernel, in parallel chunks; `dgamma = Σ_rows g ⊙ x̂`
+/// and `dbeta = Σ_rows g` from per-chunk partials.
 fn backward_impl<T: FloatElement>(
     x: &Tensor,
     gamma: Option<&Tensor>,
@@ -140,7 +106,8 @@ fn backward_impl<T: FloatElement>(
                 let (r0, nr) = (i * per, d.len() / cols);
                 let span = r0 * cols..(r0 + nr) * cols;
                 let (mut pg, mut pb) = (vec![T::ZERO; cols], vec![T::ZERO; cols]);
-                backward_rows(&xs[span.clone()], w, &ms[r0..r0 + nr], &rs[r0..r0 + nr], &gs[span], cols, d, &mut pg, &mut pb);
+                let stats = r0..r0 + nr;
+                layer_norm_backward_rows(&xs[span.clone()], w, &ms[stats.clone()], &rs[stats], &gs[span], cols, d, Some(&mut pg), Some(&mut pb));
                 (pg, pb)
             })
             .collect();
@@ -214,10 +181,8 @@ mod tests {
     }
 
     #[test]
-    fn backward_of_a_constant_row_shift_is_zero() {
-        // Without gamma, y is invariant to adding a constant to a row and to
-        // scaling it (eps aside), so g = y gives dx ≈ 0 orthogonal pieces:
-        // check instead the hand case g = [1, 0, 0] on x = [1, 2, 3].
+    fn backward_matches_hand_values() {
+        // x = [1, 2, 3], eps = 0, no gamma, g = [1, 0, 0].
         let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[1, 3]).unwrap();
         let (_, mean, rstd) = x.layer_norm_with_stats(None, None, 0.0).unwrap();
         let g = Tensor::from_vec(vec![1.0f64, 0.0, 0.0], &[1, 3]).unwrap();
@@ -229,6 +194,30 @@ mod tests {
         close(&dx.to_vec::<f64>().unwrap(), &want, 1e-12);
         close(&dgamma.to_vec::<f64>().unwrap(), &[-r, 0.0, 0.0], 1e-12);
         close(&dbeta.to_vec::<f64>().unwrap(), &[1.0, 0.0, 0.0], 1e-15);
+    }
+
+    /// Above the parallel threshold rows run in chunks with per-chunk
+    /// gamma/beta partials; the result must match the two halves run alone.
+    #[test]
+    fn parallel_chunks_match_halves() {
+        let x = Tensor::from_vec((0..300 * 130).map(|v| ((v * 37) % 101) as f64 * 0.05).collect(), &[300, 130]).unwrap();
+        let g = Tensor::from_vec((0..300 * 130).map(|v| ((v * 13) % 7) as f64 - 3.0).collect(), &[300, 130]).unwrap();
+        let gamma = Tensor::from_vec((0..130).map(|v| 1.0 + v as f64 * 0.01).collect(), &[130]).unwrap();
+        let (y, m, r) = x.layer_norm_with_stats(Some(&gamma), None, 1e-5).unwrap();
+        let (dx, dgamma, dbeta) = Tensor::layer_norm_backward(&x, Some(&gamma), &m, &r, &g).unwrap();
+        let (mut dg_sum, mut db_sum) = (vec![0.0; 130], vec![0.0; 130]);
+        for h in 0..2 {
+            let part = |t: &Tensor| t.narrow(0, h * 150, 150).unwrap();
+            let (yh, mh, rh) = part(&x).layer_norm_with_stats(Some(&gamma), None, 1e-5).unwrap();
+            assert_eq!(part(&y).to_vec::<f64>().unwrap(), yh.to_vec::<f64>().unwrap());
+            assert_eq!(m.narrow(0, h * 150, 150).unwrap().to_vec::<f64>().unwrap(), mh.to_vec::<f64>().unwrap());
+            let (dxh, dgh, dbh) = Tensor::layer_norm_backward(&part(&x), Some(&gamma), &mh, &rh, &part(&g)).unwrap();
+            assert_eq!(part(&dx).to_vec::<f64>().unwrap(), dxh.to_vec::<f64>().unwrap());
+            dg_sum.iter_mut().zip(dgh.to_vec::<f64>().unwrap()).for_each(|(a, b)| *a += b);
+            db_sum.iter_mut().zip(dbh.to_vec::<f64>().unwrap()).for_each(|(a, b)| *a += b);
+        }
+        close(&dgamma.to_vec::<f64>().unwrap(), &dg_sum, 1e-9);
+        close(&dbeta.to_vec::<f64>().unwrap(), &db_sum, 1e-9);
     }
 
     #[test]

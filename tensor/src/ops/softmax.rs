@@ -8,7 +8,7 @@
 //! The kernels work on contiguous rows, so an op over a dim other than the
 //! last moves that dim last, runs the rows, and moves it back.
 
-use kogner_kernels::softmax::{log_softmax_rows, softmax_rows};
+use kogner_kernels::softmax::{log_softmax_backward_rows, log_softmax_rows, softmax_backward_rows, softmax_rows};
 
 use super::elementwise::from_storage_vec;
 use super::par_rows_mut;
@@ -84,35 +84,12 @@ fn map_rows2<T: FloatElement>(
     ra.restore(out)
 }
 
-/// Softmax backward over rows: `dx = y ⊙ (g − Σ g⊙y)`. Masked entries
-/// (y = 0) and fully masked rows get zero gradient.
-fn softmax_backward_rows<T: FloatElement>(y: &[T], g: &[T], dx: &mut [T], cols: usize) {
-    for ((yr, gr), dr) in y.chunks_exact(cols).zip(g.chunks_exact(cols)).zip(dx.chunks_exact_mut(cols)) {
-        let dot: T = yr.iter().zip(gr).map(|(&a, &b)| a * b).sum();
-        for ((d, &a), &b) in dr.iter_mut().zip(yr).zip(gr) {
-            *d = a * (b - dot);
-        }
-    }
-}
-
-/// Log-softmax backward over rows: `dx = g − exp(y)·Σ g`. A fully masked
-/// row (all `-inf`) has a constant output, so its gradient is zero.
-fn log_softmax_backward_rows<T: FloatElement>(y: &[T], g: &[T], dx: &mut [T], cols: usize) {
-    for ((yr, gr), dr) in y.chunks_exact(cols).zip(g.chunks_exact(cols)).zip(dx.chunks_exact_mut(cols)) {
-        if yr.iter().all(|&v| v == T::NEG_INFINITY) {
-            dr.iter_mut().for_each(|d| *d = T::ZERO);
-            continue;
-        }
-        let sum: T = gr.iter().copied().sum();
-        for ((d, &a), &b) in dr.iter_mut().zip(yr).zip(gr) {
-            *d = b - a.exp() * sum;
-        }
-    }
-}
-
 /// `x` with every element where `mask` (broadcast to `x`) is 0 set to `-inf`.
 fn fill_masked<T: FloatElement>(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let keep = mask.to_dtype(x.dtype())?.broadcast_as(x.shape())?.to_vec::<T>()?;
+    let keep = mask.broadcast_as(x.shape()).map_err(|_| {
+        Error::shape("masked_softmax", format!("mask of shape {:?} does not broadcast to {:?}", mask.shape(), x.shape()))
+    })?;
+    let keep = keep.to_dtype(x.dtype())?.to_vec::<T>()?;
     let mut out = x.contiguous()?.to_vec::<T>()?;
     for (o, &k) in out.iter_mut().zip(&keep) {
         if k == T::ZERO {
@@ -137,13 +114,13 @@ impl Tensor {
     /// same shape. `-inf` entries are masked; fully masked rows give zeros.
     pub fn softmax(&self, dim: isize) -> Result<Tensor> {
         let d = self.resolve("softmax", dim)?;
-        with_float_dtype!(self.dtype(), "softmax", T => map_rows::<T>(self, d, |x, o, c| softmax_rows(x, o, c)))
+        with_float_dtype!(self.dtype(), "softmax", T => map_rows::<T>(self, d, softmax_rows))
     }
 
     /// Log-softmax along `dim`: `x [..] → [..]`. Fully masked rows give `-inf`.
     pub fn log_softmax(&self, dim: isize) -> Result<Tensor> {
         let d = self.resolve("log_softmax", dim)?;
-        with_float_dtype!(self.dtype(), "log_softmax", T => map_rows::<T>(self, d, |x, o, c| log_softmax_rows(x, o, c)))
+        with_float_dtype!(self.dtype(), "log_softmax", T => map_rows::<T>(self, d, log_softmax_rows))
     }
 
     /// Softmax along `dim` after masking: `x [..]`, `mask` (u8 or float,
@@ -154,18 +131,21 @@ impl Tensor {
     }
 
     /// Gradient of softmax along `dim` from its output: `y [..]` (the
-    /// forward's result), `g [..]` (gradient of y) → `dx [..]`.
+    /// forward's result), `g [..]` (gradient of y) → `dx [..]`,
+    /// `dx = y ⊙ (g − Σ g⊙y)`: masked entries (y = 0) get zero gradient.
     pub fn softmax_backward(y: &Tensor, g: &Tensor, dim: isize) -> Result<Tensor> {
         let d = y.resolve("softmax_backward", dim)?;
         check_same_shape("softmax_backward", y, g)?;
-        with_float_dtype!(y.dtype(), "softmax_backward", T => map_rows2::<T>(y, g, d, softmax_backward_rows::<T>))
+        with_float_dtype!(y.dtype(), "softmax_backward", T => map_rows2::<T>(y, g, d, softmax_backward_rows))
     }
 
-    /// Gradient of log-softmax along `dim` from its output: `y [..]`, `g [..]` → `dx [..]`.
+    /// Gradient of log-softmax along `dim` from its output: `y [..]`,
+    /// `g [..]` → `dx [..]`, `dx = g − exp(y)·Σ g` (so a masked entry, with
+    /// `exp(y) = 0`, receives `g` unchanged, as in PyTorch).
     pub fn log_softmax_backward(y: &Tensor, g: &Tensor, dim: isize) -> Result<Tensor> {
         let d = y.resolve("log_softmax_backward", dim)?;
         check_same_shape("log_softmax_backward", y, g)?;
-        with_float_dtype!(y.dtype(), "log_softmax_backward", T => map_rows2::<T>(y, g, d, log_softmax_backward_rows::<T>))
+        with_float_dtype!(y.dtype(), "log_softmax_backward", T => map_rows2::<T>(y, g, d, log_softmax_backward_rows))
     }
 }
 
@@ -202,6 +182,27 @@ mod tests {
         close(&sums, &[1.0; 8], 1e-6);
     }
 
+    /// Tensors above the parallel threshold are split into row chunks; the
+    /// result must equal running each half on its own (one chunk each).
+    #[test]
+    fn parallel_chunks_match_halves() {
+        let x = Tensor::from_vec((0..300 * 130).map(|v| ((v * 37) % 101) as f32 * 0.05).collect(), &[300, 130]).unwrap();
+        let g = Tensor::from_vec((0..300 * 130).map(|v| ((v * 13) % 7) as f32 - 3.0).collect(), &[300, 130]).unwrap();
+        for dim in [0isize, 1] {
+            let whole = x.softmax(dim).unwrap();
+            let dwhole = Tensor::softmax_backward(&whole, &g, dim).unwrap();
+            let split: isize = if dim == 1 { 0 } else { 1 };
+            let len = x.shape()[split as usize] / 2;
+            for h in 0..2 {
+                let part = |t: &Tensor| t.narrow(split, h * len, len).unwrap();
+                let y = part(&x).softmax(dim).unwrap();
+                assert_eq!(part(&whole).to_vec::<f32>().unwrap(), y.to_vec::<f32>().unwrap());
+                let dy = Tensor::softmax_backward(&y, &part(&g), dim).unwrap();
+                assert_eq!(part(&dwhole).to_vec::<f32>().unwrap(), dy.to_vec::<f32>().unwrap());
+            }
+        }
+    }
+
     #[test]
     fn masked_entries_get_zero_and_full_masks_never_nan() {
         let ninf = f32::NEG_INFINITY;
@@ -231,8 +232,8 @@ mod tests {
         // log-softmax: dx = g − exp(ly)·Σg
         let ly = y.ln().unwrap();
         close(&Tensor::log_softmax_backward(&ly, &g, -1).unwrap().to_vec::<f64>().unwrap(), &[0.75, -0.75], 1e-15);
-        let masked = Tensor::full(&[1, 2], f64::NEG_INFINITY, DType::F64);
-        assert_eq!(Tensor::log_softmax_backward(&masked, &g, -1).unwrap().to_vec::<f64>().unwrap(), vec![0.0, 0.0]);
+        let fully_masked = Tensor::full(&[1, 2], 0.0, DType::F64);
+        assert_eq!(Tensor::softmax_backward(&fully_masked, &g, -1).unwrap().to_vec::<f64>().unwrap(), vec![0.0, 0.0]);
     }
 
     #[test]
@@ -241,7 +242,8 @@ mod tests {
         assert!(x.softmax(2).unwrap_err().to_string().contains("softmax"));
         assert!(Tensor::zeros(&[2], DType::I64).log_softmax(0).is_err());
         assert!(Tensor::scalar(1.0f32).softmax(0).is_err());
-        assert!(x.masked_softmax(&Tensor::zeros(&[4], DType::U8), -1).is_err());
+        let err = x.masked_softmax(&Tensor::zeros(&[4], DType::U8), -1).unwrap_err();
+        assert!(err.to_string().starts_with("masked_softmax: mask"), "{err}");
         assert!(Tensor::softmax_backward(&x, &Tensor::zeros(&[3, 2], DType::F32), -1).is_err());
         assert!(Tensor::softmax_backward(&x, &Tensor::zeros(&[2, 3], DType::F64), -1).is_err());
     }

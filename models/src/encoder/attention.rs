@@ -1,0 +1,69 @@
+//! Pieces shared by the encoders' self-attention and feed-forward blocks.
+
+use kogner_autograd::Var;
+use kogner_tensor::Result;
+
+use crate::builder::ParamBuilder;
+use crate::nn::{LayerNorm, Linear, Mode};
+
+/// [B, T, h·d] → [B, h, T, d] (a view; the GEMM reads the strides).
+pub fn split_heads(x: &Var, heads: usize) -> Result<Var> {
+    let s = x.shape();
+    let (b, t, hd) = (s[0], s[1], s[2]);
+    x.reshape(&[b, t, heads, hd / heads])?.permute(&[0, 2, 1, 3])
+}
+
+/// [B, h, T, d] → [B, T, h·d].
+pub fn merge_heads(x: &Var) -> Result<Var> {
+    let s = x.shape();
+    let (b, h, t, d) = (s[0], s[1], s[2], s[3]);
+    x.permute(&[0, 2, 1, 3])?.contiguous()?.reshape(&[b, t, h * d])
+}
+
+/// `LayerNorm(dense(x) + residual)`: the output sub-block after attention
+/// and after the feed-forward, as HF's `*SelfOutput` / `*Output`.
+pub struct DenseResidualNorm {
+    pub dense: Linear,
+    pub norm: LayerNorm,
+    pub dropout: f64,
+}
+
+impl DenseResidualNorm {
+    pub fn new(b: &ParamBuilder, d_in: usize, d_out: usize, eps: f64, dropout: f64) -> Result<Self> {
+        Ok(DenseResidualNorm {
+            dense: Linear::new(&b.pp("dense"), d_in, d_out, true)?,
+            norm: LayerNorm::new(&b.pp("LayerNorm"), d_out, eps)?,
+            dropout,
+        })
+    }
+    pub fn forward(&self, x: &Var, residual: &Var, mode: &Mode) -> Result<Var> {
+        let y = mode.dropout(&self.dense.forward(x)?, self.dropout)?;
+        self.norm.forward(&y.add(residual)?)
+    }
+}
+
+/// The position-wise feed-forward: GELU(intermediate(x)) → output + residual → norm.
+pub struct FeedForward {
+    pub intermediate: Linear,
+    pub output: DenseResidualNorm,
+}
+
+impl FeedForward {
+    pub fn new(b: &ParamBuilder, hidden: usize, inner: usize, eps: f64, dropout: f64) -> Result<Self> {
+        Ok(FeedForward {
+            intermediate: Linear::new(&b.pp("intermediate").pp("dense"), hidden, inner, true)?,
+            output: DenseResidualNorm::new(&b.pp("output"), inner, hidden, eps, dropout)?,
+        })
+    }
+    /// x [B, T, H] → [B, T, H]
+    pub fn forward(&self, x: &Var, mode: &Mode) -> Result<Var> {
+        let h = self.intermediate.forward(x)?.gelu()?;
+        self.output.forward(&h, x, mode)
+    }
+}
+
+/// Attention mask over keys, broadcastable to scores [B, h, T, T]: [B, 1, 1, T].
+pub fn key_mask(attention_mask: &kogner_tensor::Tensor) -> Result<kogner_tensor::Tensor> {
+    let s = attention_mask.shape();
+    attention_mask.reshape(&[s[0], 1, 1, s[1]])
+}

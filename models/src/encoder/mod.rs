@@ -1,0 +1,46 @@
+//! Transformer encoders behind GLiNER: DeBERTa-v2/v3 and BERT.
+
+pub mod attention;
+pub mod bert;
+pub mod deberta;
+
+use kogner_autograd::Var;
+use kogner_tensor::{Result, Tensor};
+
+use crate::builder::ParamBuilder;
+use crate::config::EncoderConfig;
+use crate::nn::Mode;
+
+/// Output of an encoder: the embedding output and every layer's output.
+pub struct EncoderOutput {
+    /// `hidden_states[0]` = embeddings, `hidden_states[l + 1]` = layer l; each [B, T, H].
+    pub hidden_states: Vec<Var>,
+}
+
+impl EncoderOutput {
+    pub fn last(&self) -> &Var {
+        self.hidden_states.last().expect("at least the embeddings")
+    }
+}
+
+pub enum Encoder {
+    Deberta(deberta::Deberta),
+    Bert(bert::Bert),
+}
+
+impl Encoder {
+    pub fn new(b: &ParamBuilder, config: &EncoderConfig) -> Result<Encoder> {
+        Ok(match config {
+            EncoderConfig::Deberta(c) => Encoder::Deberta(deberta::Deberta::new(b, c)?),
+            EncoderConfig::Bert(c) => Encoder::Bert(bert::Bert::new(b, c)?),
+        })
+    }
+
+    /// input_ids [B, T] (i64), attention_mask [B, T] (f32 0/1) → hidden states.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, mode: &Mode) -> Result<EncoderOutput> {
+        match self {
+            Encoder::Deberta(m) => m.forward(input_ids, attention_mask, mode),
+            Encoder::Bert(m) => m.forward(input_ids, attention_mask, mode),
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! GLiNER: span-based NER with a label prompt (SPEC §2–§4).
+
+pub mod decode;
+pub mod head;
+pub mod long_text;
+pub mod model;
+pub mod processor;
+pub mod words;

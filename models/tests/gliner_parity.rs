@@ -1,0 +1,157 @@
+//! Parity with the real GLiNER + transformers (fixtures in
+//! `../shared/fixtures/gliner/`): every stored intermediate and the logits
+//! within 1e-4 (absolute, or relative for large values).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use kogner_autograd::no_grad;
+use kogner_models::builder::TensorMap;
+use kogner_models::config::GlinerConfig;
+use kogner_models::gliner::head::HeadInputs;
+use kogner_models::gliner::model::{EncoderInputs, Gliner};
+use kogner_models::nn::Mode;
+use kogner_models::weightgen::assemble_minilm_fixture;
+use kogner_tensor::safetensors_io::SafeTensorsFile;
+use kogner_tensor::Tensor;
+use serde_json::Value;
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+fn fixture_dir(name: &str) -> PathBuf {
+    shared().join("fixtures/gliner").join(name)
+}
+
+fn ints(v: &Value) -> Vec<i64> {
+    v.as_array().expect("array").iter().map(|x| x.as_i64().expect("int")).collect()
+}
+
+/// The fixture batch as model inputs, from expected.json.
+fn inputs(exp: &Value, class_token: i64) -> (EncoderInputs, HeadInputs, Vec<Vec<i64>>) {
+    let ids: Vec<Vec<i64>> = exp["input_ids"].as_array().unwrap().iter().map(ints).collect();
+    let masks: Vec<Vec<i64>> = exp["attention_mask"].as_array().unwrap().iter().map(ints).collect();
+    let wmask: Vec<Vec<i64>> = exp["words_mask"].as_array().unwrap().iter().map(ints).collect();
+    let lengths: Vec<usize> = ints(&exp["text_lengths"]).iter().map(|&v| v as usize).collect();
+    let (b, t) = (ids.len(), ids[0].len());
+    let n = *lengths.iter().max().unwrap();
+    let word_token_pos = wmask
+        .iter()
+        .map(|wm| {
+            let mut slots = vec![None; n];
+            for (tok, &j) in wm.iter().enumerate() {
+                if j > 0 {
+                    slots[j as usize - 1] = Some(tok);
+                }
+            }
+            slots
+        })
+        .collect();
+    let ent_positions = ids.iter().map(|row| row.iter().enumerate().filter(|(_, &x)| x == class_token).map(|(p, _)| p).collect()).collect();
+    let enc = EncoderInputs {
+        input_ids: Tensor::from_vec(ids.concat(), &[b, t]).unwrap(),
+        attention_mask: Tensor::from_vec(masks.concat().iter().map(|&m| m as f32).collect::<Vec<_>>(), &[b, t]).unwrap(),
+    };
+    (enc, HeadInputs { word_token_pos, text_lengths: lengths, ent_positions }, masks)
+}
+
+/// Compare `got` [B, L, ...] with the stored prefix of `want` where `keep(b, l)`.
+fn compare(name: &str, got: &Tensor, want: &Tensor, keep: &dyn Fn(usize, usize) -> bool) -> f64 {
+    let (gs, ws) = (got.shape().to_vec(), want.shape().to_vec());
+    assert_eq!(gs.len(), ws.len(), "{name}: rank");
+    assert_eq!(gs[0], ws[0], "{name}: batch");
+    assert_eq!(&gs[2..], &ws[2..], "{name}: trailing dims");
+    let inner: usize = ws[2..].iter().product();
+    let g = got.to_f64_vec().unwrap();
+    let w = want.to_f64_vec().unwrap();
+    let mut worst = 0f64;
+    let mut compared = 0usize;
+    for b in 0..ws[0] {
+        for l in 0..ws[1].min(gs[1]) {
+            if !keep(b, l) {
+                continue;
+            }
+            for e in 0..inner {
+                let (x, y) = (g[(b * gs[1] + l) * inner + e], w[(b * ws[1] + l) * inner + e]);
+                let err = (x - y).abs() / y.abs().max(1.0);
+                worst = worst.max(err);
+                compared += 1;
+                assert!(err <= 1e-4, "{name}[{b}, {l}, elem {e}]: got {x}, want {y}");
+            }
+        }
+    }
+    assert!(compared > 0, "{name}: nothing compared");
+    worst
+}
+
+fn run_parity(model: &Gliner, dir: &Path, encoder_layers: usize) {
+    let exp: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let want = SafeTensorsFile::open(dir.join("expected.safetensors")).unwrap();
+    let (enc, head, masks) = inputs(&exp, model.config.class_token_index as i64);
+    let out = no_grad(|| model.forward(&enc, &head, &Mode::inference())).unwrap();
+    let lengths = head.text_lengths.clone();
+    let tok = |b: usize, l: usize| masks[b][l] == 1;
+    let word = |b: usize, l: usize| l < lengths[b];
+    let mut report = vec![];
+    report.push(("encoder.embeddings", compare("encoder.embeddings", &out.encoder.hidden_states[0].value(), &want.get("encoder.embeddings").unwrap(), &tok)));
+    for l in 0..encoder_layers {
+        let name = format!("encoder.layer.{l}");
+        let e = compare(&name, &out.encoder.hidden_states[l + 1].value(), &want.get(&name).unwrap(), &tok);
+        report.push(("encoder.layer", e));
+    }
+    if want.contains("token_reps") {
+        report.push(("token_reps", compare("token_reps", &out.head.token_reps.value(), &want.get("token_reps").unwrap(), &tok)));
+    }
+    if want.contains("encoder.rel_embeddings_ln") {
+        // checked indirectly through every layer (the table feeds each one)
+    }
+    let h = &out.head;
+    report.push(("words_embedding", compare("words_embedding", &h.words_embedding.value(), &want.get("words_embedding").unwrap(), &word)));
+    report.push(("lstm_output", compare("lstm_output", &h.lstm_output.value(), &want.get("lstm_output").unwrap(), &word)));
+    report.push(("prompts_before", compare("prompts_before", &h.prompts_before.value(), &want.get("prompts_before").unwrap(), &|_, _| true)));
+    report.push(("prompts_after", compare("prompts_after", &h.prompts_after.value(), &want.get("prompts_after").unwrap(), &|_, _| true)));
+    report.push(("span.start_rep", compare("span.start_rep", &h.start_rep.value(), &want.get("span.start_rep").unwrap(), &word)));
+    report.push(("span.end_rep", compare("span.end_rep", &h.end_rep.value(), &want.get("span.end_rep").unwrap(), &word)));
+    let k = model.config.max_width;
+    let span_ok = |b: usize, l: usize, w: usize| l + w < lengths[b];
+    // span-level tensors [B, N, K, …]: keep rows whose (word, width) is a valid span
+    let flat = |t: &Tensor| {
+        let s = t.shape().to_vec();
+        t.reshape(&[s[0], s[1] * s[2], s[3..].iter().product()]).unwrap()
+    };
+    let span_keep = |b: usize, l: usize| span_ok(b, l / k, l % k);
+    report.push(("span_reps", compare("span_reps", &flat(&h.span_reps.value()), &flat(&want.get("span_reps").unwrap()), &span_keep)));
+    report.push(("logits", compare("logits", &flat(&h.logits.value()), &flat(&want.get("logits").unwrap()), &span_keep)));
+    let probs = h.logits.value().sigmoid().unwrap();
+    report.push(("probs", compare("probs", &flat(&probs), &flat(&want.get("probs").unwrap()), &span_keep)));
+    eprintln!("{}: worst relative error per tensor: {report:?}", dir.display());
+}
+
+#[test]
+fn deberta_tiny_matches_gliner() {
+    let dir = fixture_dir("deberta-tiny");
+    let model = Gliner::load(&dir).unwrap();
+    run_parity(&model, &dir, 2);
+}
+
+#[test]
+fn deberta_tiny_bin_loads_the_same_weights() {
+    let a = Gliner::load(&fixture_dir("deberta-tiny")).unwrap();
+    let b = Gliner::load(&fixture_dir("deberta-tiny-bin")).unwrap();
+    assert_eq!(a.params.len(), b.params.len());
+    for (name, v) in a.params.iter() {
+        let w = b.params.var(name).unwrap();
+        assert_eq!(v.value().to_vec::<f32>().unwrap(), w.value().to_vec::<f32>().unwrap(), "{name}");
+    }
+    run_parity(&b, &fixture_dir("deberta-tiny"), 2);
+}
+
+#[test]
+fn minilm_matches_gliner() {
+    let dir = fixture_dir("minilm");
+    let tensors: HashMap<String, Tensor> = assemble_minilm_fixture(&shared()).unwrap().into_iter().collect();
+    let config = GlinerConfig::from_file(&dir.join("gliner_config.json")).unwrap();
+    let model = Gliner::from_source(config, Box::new(TensorMap { name: "assembled minilm fixture".into(), tensors })).unwrap();
+    run_parity(&model, &dir, 6);
+}
