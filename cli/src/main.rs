@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod init;
 
 #[derive(Parser)]
 #[command(name = "kogner", version, about = "Knowledge-graph distilled biomedical NER (KoGNER) on a from-scratch tensor engine")]
@@ -17,6 +18,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print what this machine gives the kernels: ISA path, threads, measured FMA peak.
     Info,
+    /// Write a randomly initialised GLiNER model folder of a real model's shape (for benchmarks).
+    Init(init::InitArgs),
 }
 
 /// Print a line to stdout; a closed pipe (`kogner bench | head`) ends the
@@ -35,6 +38,7 @@ fn main() {
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::Info => bench::info(),
+        Command::Init(args) => init::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -97,6 +97,9 @@ pub enum Init {
 struct Inner {
     store: ParamStore,
     source: Option<Box<dyn TensorSource>>,
+    /// Initialise tensors the source lacks instead of failing (a pretrained
+    /// encoder under a fresh GLiNER head).
+    init_missing: bool,
     rng: Rng,
     used: BTreeSet<String>,
 }
@@ -111,19 +114,22 @@ pub struct ParamBuilder {
 impl ParamBuilder {
     /// Parameters read from `source` (every requested name must be there).
     pub fn from_source(source: Box<dyn TensorSource>) -> Self {
-        Self::make(Some(source), 0)
+        Self::make(Some(source), false, 0)
+    }
+
+    /// Parameters read from `source` where present, initialised from `seed` otherwise.
+    pub fn from_source_or_random(source: Box<dyn TensorSource>, seed: u64) -> Self {
+        Self::make(Some(source), true, seed)
     }
 
     /// Parameters initialised randomly from `seed` (nothing is read).
     pub fn random(seed: u64) -> Self {
-        Self::make(None, seed)
+        Self::make(None, true, seed)
     }
 
-    fn make(source: Option<Box<dyn TensorSource>>, seed: u64) -> Self {
-        ParamBuilder {
-            inner: Arc::new(Mutex::new(Inner { store: ParamStore::new(), source, rng: Rng::new(seed), used: BTreeSet::new() })),
-            prefix: String::new(),
-        }
+    fn make(source: Option<Box<dyn TensorSource>>, init_missing: bool, seed: u64) -> Self {
+        let inner = Inner { store: ParamStore::new(), source, init_missing, rng: Rng::new(seed), used: BTreeSet::new() };
+        ParamBuilder { inner: Arc::new(Mutex::new(inner)), prefix: String::new() }
     }
 
     /// A builder for the sub-module `name` (names join with '.').
@@ -145,24 +151,23 @@ impl ParamBuilder {
     pub fn get(&self, name: &str, shape: &[usize], init: Init) -> Result<Var> {
         let full = self.full_name(name);
         let mut inner = self.inner.lock().expect("builder lock");
-        let value = match &inner.source {
-            Some(src) => {
-                let t = src
-                    .tensor(&full)?
-                    .ok_or_else(|| Error::Msg(format!("{}: missing tensor `{full}`", src.describe())))?;
+        let stored = match &inner.source {
+            Some(src) => src.tensor(&full)?,
+            None => None,
+        };
+        let from = inner.source.as_ref().map(|s| s.describe()).unwrap_or_default();
+        let value = match stored {
+            Some(t) => {
                 if t.shape() != shape {
-                    return Err(Error::Msg(format!(
-                        "{}: tensor `{full}` has shape {:?}, the config implies {shape:?}",
-                        src.describe(),
-                        t.shape()
-                    )));
+                    return Err(Error::Msg(format!("{from}: tensor `{full}` has shape {:?}, the config implies {shape:?}", t.shape())));
                 }
                 if !t.dtype().is_float() {
-                    return Err(Error::Msg(format!("{}: tensor `{full}` has non-float dtype {}", src.describe(), t.dtype().name())));
+                    return Err(Error::Msg(format!("{from}: tensor `{full}` has non-float dtype {}", t.dtype().name())));
                 }
                 t.to_dtype(DType::F32)?
             }
-            None => random_init(&mut inner.rng, shape, init)?,
+            None if inner.init_missing => random_init(&mut inner.rng, shape, init)?,
+            None => return Err(Error::Msg(format!("{from}: missing tensor `{full}`"))),
         };
         inner.used.insert(full.clone());
         inner.store.insert(full, value)

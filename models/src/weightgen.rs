@@ -129,6 +129,19 @@ pub struct AddedRowsSpec {
     pub note: Option<String>,
 }
 
+impl AddedRowsSpec {
+    /// The rows regenerated (scale and offset are the decimals rounded to
+    /// f32); the assembly itself uses the stored `added_embeddings.safetensors`.
+    pub fn generate(&self, seed: u64) -> Result<Tensor> {
+        let n = self
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| Error::Msg(format!("init spec: `{}`: shape {:?} overflows", self.name, self.shape)))?;
+        Tensor::from_vec(generate(&self.name, n, seed, self.scale as f32, self.offset as f32), &self.shape)
+    }
+}
+
 impl InitSpec {
     pub fn from_json(json: &str) -> Result<Self> {
         let spec: InitSpec = serde_json::from_str(json).map_err(|e| Error::Msg(format!("init spec: {e}")))?;

@@ -292,7 +292,10 @@ fn windowed_decoding_equals_whole_document_decoding() {
         .map(|w| {
             let data = window_probs(w, k, c);
             let probs = SpanProbs::new(&data, [1, w.end - w.start, k, c]).unwrap();
-            WindowCandidates { window: w.clone(), candidates: span_candidates(&probs, 0, w.end - w.start, c, 0.5).unwrap() }
+            WindowCandidates {
+                window: w.clone(),
+                candidates: span_candidates(&probs, 0, w.end - w.start, c, 0.5).unwrap(),
+            }
         })
         .collect();
 
@@ -327,8 +330,14 @@ fn short_text_windowing_is_plain_decoding() {
     let probs = SpanProbs::new(&data, shape).unwrap();
     let cands = span_candidates(&probs, 2, words.len(), labels.len(), 0.5).unwrap();
     for (mode_name, mode) in MODES {
-        let merged = merge(text, &words, &labels, &[WindowCandidates { window: windows[0].clone(), candidates: cands.clone() }], mode)
-            .unwrap();
+        let merged = merge(
+            text,
+            &words,
+            &labels,
+            &[WindowCandidates { window: windows[0].clone(), candidates: cands.clone() }],
+            mode,
+        )
+        .unwrap();
         let want = exp["decoded"][mode_name][2].as_array().unwrap();
         assert_eq!(merged.len(), want.len());
         assert!(merged.iter().zip(want).all(|(g, w)| entity_json_eq(g, w)), "{mode_name}");
@@ -357,5 +366,8 @@ fn sub_token_cap_truncates_like_gliner() {
     assert!(batch.cut_words[0] > 0);
     assert_eq!(slots + batch.cut_words[0], max_len);
     assert_eq!(batch.input_ids.last(), Some(&102), "[SEP] closes the truncated sequence");
-    assert_eq!(batch.span_mask.iter().filter(|&&m| m).count(), (0..max_len).map(|i| (max_len - i).min(12)).sum());
+    assert_eq!(
+        batch.span_mask.iter().filter(|&&m| m).count(),
+        (0..max_len).map(|i| (max_len - i).min(12)).sum::<usize>()
+    );
 }

@@ -155,3 +155,102 @@ fn minilm_matches_gliner() {
     let model = Gliner::from_source(config, Box::new(TensorMap { name: "assembled minilm fixture".into(), tensors })).unwrap();
     run_parity(&model, &dir, 6);
 }
+
+#[test]
+fn split_span_ffn_equals_literal_concatenation() {
+    // The fast path splits out_project.0 over [ReLU(start); ReLU(end)]; it must
+    // equal GLiNER's literal concatenate-then-FFN on every span, valid or not.
+    let model = Gliner::load(&fixture_dir("deberta-tiny")).unwrap();
+    let d = model.config.hidden_size;
+    let (b, n) = (3, 7);
+    let start = kogner_autograd::Var::constant(kogner_autograd::gradcheck::random_tensor(&[b, n, d], 11, -1.0, 1.0).to_dtype(kogner_tensor::DType::F32).unwrap());
+    let end = kogner_autograd::Var::constant(kogner_autograd::gradcheck::random_tensor(&[b, n, d], 12, -1.0, 1.0).to_dtype(kogner_tensor::DType::F32).unwrap());
+    let lengths = [7, 3, 1];
+    let mode = Mode::inference();
+    let fast = model.head.span_reps(&start, &end, &lengths, &mode).unwrap().value().to_vec::<f32>().unwrap();
+    let literal = model.head.span_reps_literal(&start, &end, &lengths, &mode).unwrap().value().to_vec::<f32>().unwrap();
+    assert_eq!(fast.len(), b * n * model.config.max_width * d);
+    for (i, (x, y)) in fast.iter().zip(&literal).enumerate() {
+        assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "element {i}: fast {x} vs literal {y}");
+    }
+}
+
+/// The whole pipeline (words, tokenizer, batching, model, decoding) on the
+/// fixture texts reproduces GLiNER's entities in all four decoding modes.
+fn pipeline_matches(name: &str, model: Gliner) {
+    use kogner_models::gliner::decode::DecodeMode;
+    use kogner_models::gliner::pipeline::{Document, PredictOptions, Predictor};
+    use kogner_models::gliner::processor::GlinerProcessor;
+    let dir = fixture_dir(name);
+    let exp: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let predictor = Predictor { model, processor: GlinerProcessor::from_dir(&dir).unwrap() };
+    let texts: Vec<String> = exp["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let labels: Vec<String> = exp["labels"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let docs: Vec<Document> = texts.iter().map(|t| Document { text: t, labels: &labels }).collect();
+    for (key, mode) in [("flat", DecodeMode::FLAT), ("nested", DecodeMode::NESTED), ("flat_multi", DecodeMode::FLAT_MULTI), ("nested_multi", DecodeMode::NESTED_MULTI)] {
+        for batch_size in [1, 3] {
+            let opts = PredictOptions { threshold: exp["threshold"].as_f64().unwrap() as f32, mode, batch_size };
+            let got = predictor.predict(&docs, &opts, |_| {}).unwrap();
+            let want = exp["decoded"][key].as_array().unwrap();
+            for (d, (g, w)) in got.iter().zip(want).enumerate() {
+                let w = w.as_array().unwrap();
+                assert_eq!(g.len(), w.len(), "{name} {key} text {d}: {} entities, GLiNER {}", g.len(), w.len());
+                for (e, we) in g.iter().zip(w) {
+                    assert_eq!((e.start as i64, e.end as i64), (we["start"].as_i64().unwrap(), we["end"].as_i64().unwrap()), "{name} {key} text {d}");
+                    assert_eq!(e.label, we["label"].as_str().unwrap());
+                    assert_eq!(e.text, we["text"].as_str().unwrap());
+                    assert!((e.score as f64 - we["score"].as_f64().unwrap()).abs() < 1e-4, "{name} {key} text {d}: score {} vs {}", e.score, we["score"]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn deberta_tiny_pipeline_matches_gliner_entities() {
+    pipeline_matches("deberta-tiny", Gliner::load(&fixture_dir("deberta-tiny")).unwrap());
+}
+
+#[test]
+fn minilm_pipeline_matches_gliner_entities() {
+    let tensors: HashMap<String, Tensor> = assemble_minilm_fixture(&shared()).unwrap().into_iter().collect();
+    let config = GlinerConfig::from_file(&fixture_dir("minilm").join("gliner_config.json")).unwrap();
+    let model = Gliner::from_source(config, Box::new(TensorMap { name: "assembled minilm fixture".into(), tensors })).unwrap();
+    pipeline_matches("minilm", model);
+}
+
+#[test]
+fn long_document_is_windowed_without_loss_or_duplicates() {
+    use kogner_models::gliner::decode::DecodeMode;
+    use kogner_models::gliner::pipeline::{Document, PredictOptions, Predictor};
+    let dir = fixture_dir("deberta-tiny");
+    let exp: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let texts: Vec<&str> = exp["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let labels: Vec<String> = exp["labels"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    // ≥ 5,000 words: the fixture texts repeated
+    let mut doc = String::new();
+    while doc.split_whitespace().count() < 5000 {
+        for t in &texts {
+            doc.push_str(t);
+            doc.push(' ');
+        }
+    }
+    let predictor = Predictor::load(&dir).unwrap();
+    for mode in [DecodeMode::FLAT, DecodeMode::NESTED] {
+        let opts = PredictOptions { threshold: 0.5, mode, batch_size: 4 };
+        let got = predictor.predict(&[Document { text: &doc, labels: &labels }], &opts, |_| {}).unwrap().remove(0);
+        let chars: Vec<char> = doc.chars().collect();
+        let mut seen = std::collections::HashSet::new();
+        for e in &got {
+            assert!(seen.insert((e.start, e.end, e.label.clone())), "duplicate {e:?}");
+            assert_eq!(e.text, chars[e.start..e.end].iter().collect::<String>());
+        }
+        assert!(got.windows(2).all(|w| w[0].start <= w[1].start), "sorted by start");
+        if mode == DecodeMode::FLAT {
+            assert!(got.windows(2).all(|w| w[0].end <= w[1].start), "flat entities never overlap");
+        }
+        // entities come from the whole document, not only the first window
+        let last = got.iter().map(|e| e.end).max().unwrap();
+        assert!(last > chars.len() * 9 / 10, "last entity ends at {last} of {}", chars.len());
+    }
+}

@@ -159,9 +159,9 @@ struct Map {
 #[derive(Clone)]
 enum Value {
     None,
-    Bool(bool),
+    Bool(#[allow(dead_code)] bool),
     Int(i64),
-    Float(f64),
+    Float(#[allow(dead_code)] f64),
     Str(Rc<str>),
     Tuple(Rc<Seq>),
     List(Rc<Seq>),

@@ -11,18 +11,16 @@ use kogner_tensor::safetensors_io::SafeTensorsFile;
 use kogner_tensor::{DType, Tensor};
 use zip::write::SimpleFileOptions;
 
-const FIXTURES: &str = "/work/shared/fixtures/gliner";
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/gliner")
+}
 
 // ------------------------------------------------------------------ fixture
 
 #[test]
 fn deberta_tiny_bin_equals_safetensors_bit_for_bit() {
-    let bin_path = Path::new(FIXTURES).join("deberta-tiny-bin/pytorch_model.bin");
-    let st_path = Path::new(FIXTURES).join("deberta-tiny/model.safetensors");
-    if !bin_path.exists() || !st_path.exists() {
-        eprintln!("skipping: fixtures not found under {FIXTURES}");
-        return;
-    }
+    let bin_path = fixtures().join("deberta-tiny-bin/pytorch_model.bin");
+    let st_path = fixtures().join("deberta-tiny/model.safetensors");
     let bin = PytorchFile::open(&bin_path).unwrap();
     let st = SafeTensorsFile::open(&st_path).unwrap();
     assert_eq!(bin.names(), st.names());

@@ -159,7 +159,7 @@ fn pack(x: &Var, rows: &[usize]) -> Result<Var> {
     }
     let rows = rows.to_vec();
     Ok(Var::from_op("lstm_pack", y, &[x], Box::new(move |g| {
-        Ok(vec![Some(scatter_blocks(&[g.clone()], &[&rows], b * t, i)?.reshape(&[b, t, i])?)])
+        Ok(vec![Some(scatter_blocks(std::slice::from_ref(g), &[&rows], b * t, i)?.reshape(&[b, t, i])?)])
     })))
 }
 

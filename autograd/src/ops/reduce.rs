@@ -182,8 +182,8 @@ mod tests {
                 ("mean_all", Box::new(|v: &[Var]| v[0].mean_all())),
             ];
             for (name, f) in ops {
-                check_gradients(&*f, &[x.clone()], &[], Tol::default()).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
-                check_f32_matches_f64(&*f, &[x.clone()], 1e-5, 1e-5).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+                check_gradients(&*f, std::slice::from_ref(&x), &[], Tol::default()).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+                check_f32_matches_f64(&*f, std::slice::from_ref(&x), 1e-5, 1e-5).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
             }
         }
 
@@ -197,8 +197,8 @@ mod tests {
                 ("min", Box::new(move |v: &[Var]| v[0].min(d - rank, keepdim))),
             ];
             for (name, f) in ops {
-                check_gradients(&*f, &[x.clone()], &[], Tol::default()).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
-                check_f32_matches_f64(&*f, &[x.clone()], 1e-7, 1e-6).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+                check_gradients(&*f, std::slice::from_ref(&x), &[], Tol::default()).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+                check_f32_matches_f64(&*f, std::slice::from_ref(&x), 1e-7, 1e-6).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
             }
         }
     }

@@ -157,8 +157,8 @@ mod tests {
     /// Gradient check (f64) and f32-vs-f64 forward of every named op on `x`.
     fn check_all(x: &Tensor, ops: Vec<(&str, F)>) -> Result<(), TestCaseError> {
         for (name, f) in ops {
-            check_gradients(&*f, &[x.clone()], &[], Tol::default()).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
-            check_f32_matches_f64(&*f, &[x.clone()], 1e-6, 1e-6).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+            check_gradients(&*f, std::slice::from_ref(x), &[], Tol::default()).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+            check_f32_matches_f64(&*f, std::slice::from_ref(x), 1e-6, 1e-6).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
         }
         Ok(())
     }

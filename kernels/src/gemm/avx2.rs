@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{prefetch_tile, Kernel, Prefetch};
+use super::driver::{prefetch_tile, APanel, BPanel, Kernel, Prefetch};
 use super::pack;
 use crate::Isa;
 
@@ -45,12 +45,14 @@ impl Kernel<f32> for Avx2 {
         unsafe { pack::pack_f32::<NR>(src, ls, ks, lanes, kc, dst) }
     }
 
-    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, alpha: f32, beta: f32, pf: &mut Prefetch) {
+    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: APanel<f32>, b: BPanel<f32>, c: *mut f32, ldc: usize, alpha: f32, beta: f32, pf: &mut Prefetch) {
+        let packed = a.is_packed(MR);
         macro_rules! rows {
             ($($r:literal)*) => {
-                match mr {
+                match (mr, packed) {
                     // SAFETY: forwarded contract; `self` proves AVX2 + FMA (`new`).
-                    $($r => unsafe { tile::<$r>(kc, a, b, c, ldc, nr, alpha, beta, pf) },)*
+                    $(($r, true) => unsafe { tile::<$r, true>(kc, a, b, c, ldc, nr, alpha, beta, pf) },
+                    ($r, false) => unsafe { tile::<$r, false>(kc, a, b, c, ldc, nr, alpha, beta, pf) },)*
                     _ => unreachable!("tile rows {mr} > MR"),
                 }
             };
@@ -60,44 +62,70 @@ impl Kernel<f32> for Avx2 {
 }
 
 /// The `R × NR` tile (`R = mr`; edge tiles with fewer rows get a kernel with
-/// fewer accumulators rather than multiplying zero rows).
+/// fewer accumulators rather than multiplying zero rows). `PACKED`: A is a
+/// packed panel, so its strides are the constants `(1, MR)` and the
+/// broadcasts use immediate offsets from one pointer.
 ///
 /// # Safety
 /// The [`Kernel::tile`] contract, and AVX2 + FMA available.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile<const R: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, nr: usize, alpha: f32, beta: f32, pf: &mut Prefetch) {
+unsafe fn tile<const R: usize, const PACKED: bool>(
+    kc: usize,
+    a: APanel<f32>,
+    b: BPanel<f32>,
+    c: *mut f32,
+    ldc: usize,
+    nr: usize,
+    alpha: f32,
+    beta: f32,
+    pf: &mut Prefetch,
+) {
     prefetch_tile(c, ldc, R, NR);
+    let (a_rs, a_cs) = if PACKED { (1, MR) } else { (a.rs, a.cs) };
+    let rows: [*const f32; R] = std::array::from_fn(|i| a.ptr.wrapping_add(i * a_rs));
     let mut acc = [[_mm256_setzero_ps(); NV]; R];
     let mut walk = *pf;
     // Depth step p: 2 loads of B, R broadcasts of A, 2R FMAs.
     macro_rules! step {
         ($p:expr) => {{
-            let (a, b) = (a.wrapping_add($p * MR), b.wrapping_add($p * NR));
+            let p = $p;
             let mut bv = [_mm256_setzero_ps(); NV];
             for (v, x) in bv.iter_mut().enumerate() {
-                // SAFETY: b walks the packed B panel: kc steps of NR floats.
-                *x = unsafe { _mm256_loadu_ps(b.add(8 * v)) };
+                // SAFETY: depth p < kc of the B panel has NR readable floats.
+                *x = unsafe { _mm256_loadu_ps(b.ptr.add(p * b.rs + 8 * v)) };
             }
-            for (i, row) in acc.iter_mut().enumerate() {
-                // SAFETY: a walks the packed A panel: kc steps of MR >= R floats.
-                let ai = _mm256_set1_ps(unsafe { *a.add(i) });
-                for (x, &bx) in row.iter_mut().zip(&bv) {
+            for (row, acc) in rows.iter().zip(&mut acc) {
+                // SAFETY: element (i, p) of the A panel, i < R <= mr.
+                let ai = _mm256_set1_ps(unsafe { *row.add(p * a_cs) });
+                for (x, &bx) in acc.iter_mut().zip(&bv) {
                     *x = _mm256_fmadd_ps(ai, bx, *x);
                 }
             }
         }};
     }
-    // A step is only 6 cycles of FMAs and the core dispatches 6 ops a cycle:
-    // unroll by two and prefetch once per pair to keep the overhead off the
-    // FMA pipes' critical path (one line per 12 cycles is still ~19 GB/s).
-    for p in (0..kc - kc % 2).step_by(2) {
-        step!(p);
-        step!(p + 1);
-        walk.touch();
-    }
-    if kc % 2 == 1 {
-        step!(kc - 1);
+    if PACKED {
+        // A step is only 6 cycles of FMAs and the core dispatches 6 ops a
+        // cycle: unroll by two and prefetch once per pair to keep the
+        // overhead off the FMA pipes' critical path (one line per 12 cycles
+        // is still ~19 GB/s).
+        for p in (0..kc - kc % 2).step_by(2) {
+            step!(p);
+            step!(p + 1);
+            walk.touch();
+        }
+        if kc % 2 == 1 {
+            step!(kc - 1);
+        }
+    } else {
+        // Unrolled, the compiler hoists the strided broadcasts of the next
+        // step and runs out of ymm registers.
+        for p in 0..kc {
+            if p % 2 == 0 {
+                walk.touch();
+            }
+            step!(p);
+        }
     }
     *pf = walk;
 

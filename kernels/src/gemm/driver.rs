@@ -1,5 +1,5 @@
 //! The ISA-independent part of GEMM: operand checks, the split into parallel
-//! tasks, the BLIS loop nest around a [`Kernel`], and the direct loop for
+//! tasks, the BLIS loop nest around a [`Kernel`], and the unblocked loop for
 //! tiny products.
 
 use std::any::Any;
@@ -44,24 +44,54 @@ pub(super) trait Kernel<T: Float>: Sync {
     /// As [`Kernel::pack_a`], with `NR` for `MR`.
     unsafe fn pack_b(&self, src: *const T, ls: usize, ks: usize, lanes: usize, kc: usize, dst: *mut T);
 
-    /// `C[..mr, ..nr] = alpha · A_panel · B_panel + beta · C[..mr, ..nr]`,
-    /// where the panels are packed with depth `kc`. With `beta == 0` C is not
-    /// read.
+    /// `C[..mr, ..nr] = alpha · A_panel · B_panel + beta · C[..mr, ..nr]`
+    /// over depth `kc`. With `beta == 0` C is not read. The kernel calls
+    /// `pf.touch()` once per depth step or two.
     ///
     /// # Safety
-    /// `a` must point to a packed A panel (`MR × kc`), `b` to a packed B panel
-    /// (`kc × NR`), `1 <= mr <= MR`, `1 <= nr <= NR`, and rows `0..mr` of C
-    /// (`c + i * ldc`, `nr` elements each) must be valid for reads and writes
-    /// and not accessed by anyone else during the call.
-    ///
-    /// The kernel calls `pf.touch()` once per depth step.
+    /// `a` must address `mr` readable rows of depth `kc` (`1 <= mr <= MR`), `b`
+    /// `kc` readable rows of `NR` columns, `1 <= nr <= NR`, and rows `0..mr` of
+    /// C (`c + i * ldc`, `nr` elements each) must be valid for reads and
+    /// writes and not accessed by anyone else during the call.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: *const T, b: *const T, c: *mut T, ldc: usize, alpha: T, beta: T, pf: &mut Prefetch);
+    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: APanel<T>, b: BPanel<T>, c: *mut T, ldc: usize, alpha: T, beta: T, pf: &mut Prefetch);
 }
 
-/// Products with at most this many multiply-adds per matrix take the direct
-/// loop: packing and blocking would cost more than they save.
-const DIRECT_MAX_MACS: usize = 4096;
+/// The A operand of one tile: element (row `i`, depth `p`) at
+/// `ptr + i * rs + p * cs`. A packed panel has `(rs, cs) = (1, MR)`; in the
+/// direct mode the panel is A itself, read through its strides.
+#[derive(Clone, Copy)]
+pub(super) struct APanel<T> {
+    pub ptr: *const T,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<T> APanel<T> {
+    /// Whether the panel has the packed layout, so kernels can use constant strides.
+    pub fn is_packed(&self, mr: usize) -> bool {
+        self.rs == 1 && self.cs == mr
+    }
+}
+
+/// The B operand of one tile: element (depth `p`, column `j`) at
+/// `ptr + p * rs + j`. A packed panel has `rs = NR`; in the direct mode the
+/// panel is a row-major B itself.
+#[derive(Clone, Copy)]
+pub(super) struct BPanel<T> {
+    pub ptr: *const T,
+    pub rs: usize,
+}
+
+/// Products with at most this many multiply-adds per matrix take the
+/// unblocked loop: packing and blocking would cost more than they save.
+const SMALL_MAX_MACS: usize = 4096;
+
+/// A packed A panel is reused by `n / NR` tiles and a packed B panel by
+/// `m / MR`. At or below this many columns (rows) of a task that reuse is
+/// too small to pay for the packing (a transpose costs as much as a few
+/// tiles' FMAs), so the kernels read A (B, if row-major) in place.
+const DIRECT_MAX: usize = 64;
 
 /// Calls below this many flops stay on the calling thread: a rayon round trip
 /// (a few µs) would cost more than the second core saves.
@@ -143,8 +173,8 @@ pub(super) fn run<T: Float, K: Kernel<T>>(kern: &K, dims: GemmDims, alpha: T, a:
         scale_c(dims, beta, c);
         return;
     }
-    if m.saturating_mul(n).saturating_mul(k) <= DIRECT_MAX_MACS {
-        direct(dims, alpha, a, b, beta, c);
+    if m.saturating_mul(n).saturating_mul(k) <= SMALL_MAX_MACS {
+        small(dims, alpha, a, b, beta, c);
         return;
     }
 
@@ -273,8 +303,8 @@ struct Step {
 }
 
 impl<T> Operands<T> {
-    /// Walks over the source data that `step` will pack: its B block (if it
-    /// packs one) and its A block.
+    /// Walks over the source data that `step` will read: its B block (if it
+    /// is the block's first step) and its A block.
     fn prefetches(&self, step: &Step) -> [Prefetch; 2] {
         let b = if step.ic == 0 {
             let src = self.b.wrapping_add(step.pc * self.b_rs + step.jc * self.b_cs);
@@ -289,8 +319,8 @@ impl<T> Operands<T> {
 
 /// The BLIS loop nest for one product on the calling thread. While the
 /// tiles of a block are computed, the micro-kernel prefetches the source of
-/// the next block's packing (or of `next`'s first block), so packing reads
-/// from cache instead of waiting on memory.
+/// the next block (or of `next`'s first block), so packing, or a kernel
+/// reading in place, finds it in cache instead of waiting on memory.
 ///
 /// # Safety
 /// `ops` (and `next`) must address in-bounds views of A, B and C, with C not
@@ -305,6 +335,8 @@ unsafe fn product<T: Float, K: Kernel<T>>(
 ) {
     let (m, n, k) = (ops.m, ops.n, ops.k);
     let (mr_, nr_) = (K::MR, K::NR);
+    let direct_a = n <= DIRECT_MAX;
+    let direct_b = m <= DIRECT_MAX && ops.b_cs == 1;
     let blocking = Blocking::new::<T, K>(m, n, k);
     let (abuf, bbuf) = bufs.get(blocking.mc * blocking.kc, blocking.nc * blocking.kc);
     let (abuf, bbuf) = (abuf.as_mut_ptr(), bbuf.as_mut_ptr());
@@ -312,15 +344,23 @@ unsafe fn product<T: Float, K: Kernel<T>>(
     let mut steps = blocking.steps(m, n, k).peekable();
     while let Some(s) = steps.next() {
         let (Step { jc, nc, pc, kc, ic, mc }, ldc) = (s, ops.ldc);
-        if ic == 0 {
-            // SAFETY: columns jc..jc+nc, depth pc..pc+kc of B are in bounds
-            // (caller); `bbuf` holds blocking.nc * blocking.kc, blocking.nc a
-            // multiple of NR.
-            unsafe { kern.pack_b(ops.b.add(pc * ops.b_rs + jc * ops.b_cs), ops.b_cs, ops.b_rs, nc, kc, bbuf) };
+        let b_src = ops.b.wrapping_add(pc * ops.b_rs + jc * ops.b_cs);
+        let a_src = ops.a.wrapping_add(ic * ops.a_rs + pc * ops.a_cs);
+        // Columns read in place; in the direct mode only a partial last
+        // panel is packed (kernels read whole panels).
+        let b_in_place = if direct_b { nc - nc % nr_ } else { 0 };
+        if ic == 0 && b_in_place < nc {
+            // SAFETY: columns jc+b_in_place..jc+nc, depth pc..pc+kc of B are
+            // in bounds (caller); `bbuf` holds blocking.nc * blocking.kc,
+            // blocking.nc a multiple of NR.
+            unsafe { kern.pack_b(b_src.add(b_in_place * ops.b_cs), ops.b_cs, ops.b_rs, nc - b_in_place, kc, bbuf) };
         }
-        // SAFETY: rows ic..ic+mc, depth pc..pc+kc of A are in bounds (caller);
-        // `abuf` holds blocking.mc * blocking.kc, blocking.mc a multiple of MR.
-        unsafe { kern.pack_a(ops.a.add(ic * ops.a_rs + pc * ops.a_cs), ops.a_rs, ops.a_cs, mc, kc, abuf) };
+        if !direct_a {
+            // SAFETY: rows ic..ic+mc, depth pc..pc+kc of A are in bounds
+            // (caller); `abuf` holds blocking.mc * blocking.kc, blocking.mc a
+            // multiple of MR.
+            unsafe { kern.pack_a(a_src, ops.a_rs, ops.a_cs, mc, kc, abuf) };
+        }
 
         let mut upcoming = match (steps.peek(), next) {
             (Some(s), _) => ops.prefetches(s),
@@ -335,21 +375,33 @@ unsafe fn product<T: Float, K: Kernel<T>>(
         let beta = if pc == 0 { beta } else { T::ONE };
         // One B panel stays in L1 while the A panels stream from L2.
         for jr in (0..nc).step_by(nr_) {
+            let b = if jr < b_in_place {
+                BPanel { ptr: b_src.wrapping_add(jr), rs: ops.b_rs }
+            } else {
+                BPanel { ptr: bbuf.wrapping_add((jr - b_in_place) * kc).cast_const(), rs: nr_ }
+            };
             for ir in (0..mc).step_by(mr_) {
+                let a = if direct_a {
+                    APanel { ptr: a_src.wrapping_add(ir * ops.a_rs), rs: ops.a_rs, cs: ops.a_cs }
+                } else {
+                    APanel { ptr: abuf.wrapping_add(ir * kc).cast_const(), rs: 1, cs: mr_ }
+                };
                 if pf + 1 < upcoming.len() && upcoming[pf].is_done() {
                     pf += 1;
                 }
-                // SAFETY: panel ir / MR of the A block starts at ir * kc and
-                // panel jr / NR of the B block at jr * kc (packed layout); the
-                // tile's rows and columns are inside the caller's C view,
-                // which only this call writes.
+                // SAFETY: `a` addresses rows ic+ir.. of A, in place (in
+                // bounds, caller) or as panel ir / MR of the packed block;
+                // `b` addresses columns jc+jr.. of B in place (a full panel of
+                // a row-major B, in bounds) or as a packed panel; the tile's
+                // rows and columns are inside the caller's C view, which only
+                // this call writes.
                 unsafe {
                     kern.tile(
                         mr_.min(mc - ir),
                         nr_.min(nc - jr),
                         kc,
-                        abuf.add(ir * kc),
-                        bbuf.add(jr * kc),
+                        a,
+                        b,
                         ops.c.add((ic + ir) * ldc + jc + jr),
                         ldc,
                         alpha,
@@ -521,9 +573,9 @@ fn scale_c<T: Float>(dims: GemmDims, beta: T, c: MatMut<T>) {
     }
 }
 
-/// Unpacked loop for tiny products: for each row of C, a chunk of up to 32
+/// Unblocked loop for tiny products: for each row of C, a chunk of up to 32
 /// accumulators sweeps the depth (vectorisable when B is row-major).
-fn direct<T: Float>(dims: GemmDims, alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) {
+fn small<T: Float>(dims: GemmDims, alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) {
     const CHUNK: usize = 32;
     let GemmDims { batch, m, n, k } = dims;
     for bi in 0..batch {

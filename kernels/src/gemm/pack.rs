@@ -110,26 +110,19 @@ pub(super) unsafe fn pack_f32<const W: usize>(src: *const f32, ls: usize, ks: us
 unsafe fn transpose_panel<const W: usize>(src: *const f32, ls: usize, kc: usize, dst: *mut f32) {
     use std::arch::x86_64::*;
     let kc8 = kc - kc % 8;
-    for p in (0..kc8).step_by(8) {
-        for g in (0..W).step_by(8) {
-            // Lanes g..g+v are real; a partial last group (W = 6, 12) repeats
-            // lane g in the spare rows and stores only v lanes.
-            let v = 8.min(W - g);
-            let row = |r: usize| src.wrapping_add((g + if r < v { r } else { 0 }) * ls + p);
-            // Row pairs (r, r+4) share a register, r in the low 128 bits:
-            // lo[r] holds depth p..p+4, hi[r] depth p+4..p+8. Loading the
-            // halves does the cross-lane step of the transpose for free.
-            let mut lo = [_mm256_setzero_ps(); 4];
-            let mut hi = [_mm256_setzero_ps(); 4];
-            for r in 0..4 {
-                // SAFETY: reads depth p..p+8 <= kc of lanes < W.
-                unsafe {
-                    lo[r] = _mm256_insertf128_ps::<1>(_mm256_castps128_ps256(_mm_loadu_ps(row(r))), _mm_loadu_ps(row(r + 4)));
-                    hi[r] = _mm256_insertf128_ps::<1>(_mm256_castps128_ps256(_mm_loadu_ps(row(r).add(4))), _mm_loadu_ps(row(r + 4).add(4)));
-                }
+    for g in (0..W).step_by(8) {
+        // Lanes g..g+v are real; a partial last group (W = 6, 12) repeats
+        // lane g in the spare rows and stores only v lanes.
+        let v = 8.min(W - g);
+        for p in (0..kc8).step_by(8) {
+            let mut rows = [_mm256_setzero_ps(); 8];
+            for (r, row) in rows.iter_mut().enumerate() {
+                let lane = g + if r < v { r } else { 0 };
+                // SAFETY: reads depth p..p+8 <= kc of lane < W.
+                *row = unsafe { _mm256_loadu_ps(src.add(lane * ls + p)) };
             }
-            let (c0, c1) = (transpose4x2(lo), transpose4x2(hi));
-            for (dp, col) in c0.into_iter().chain(c1).enumerate() {
+            let cols = transpose8(rows);
+            for (dp, col) in cols.into_iter().enumerate() {
                 // SAFETY: writes lanes g..g+v of depth p+dp < kc: inside the panel.
                 unsafe { store_lanes(dst.add((p + dp) * W + g), col, v) };
             }
@@ -170,52 +163,39 @@ unsafe fn store_lanes(dst: *mut f32, x: std::arch::x86_64::__m256, v: usize) {
     }
 }
 
-/// Transposes the two 4×4 blocks held in the 128-bit halves of 4 row
-/// vectors: column `c` of both blocks ends up in output `c`.
+/// Transposes an 8×8 block held as 8 row vectors into 8 column vectors.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2")]
-fn transpose4x2(r: [std::arch::x86_64::__m256; 4]) -> [std::arch::x86_64::__m256; 4] {
+fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
     use std::arch::x86_64::*;
-    // t0 = r0[0] r1[0] r0[1] r1[1], t1 = r0[2] r1[2] r0[3] r1[3] (per half), …
+    // Interleave row pairs: t0 = r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5], …
     let t0 = _mm256_unpacklo_ps(r[0], r[1]);
     let t1 = _mm256_unpackhi_ps(r[0], r[1]);
     let t2 = _mm256_unpacklo_ps(r[2], r[3]);
     let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    // Columns c and c+4 of rows 0-3 (s0..s3) and rows 4-7 (s4..s7).
+    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    // Join the 128-bit halves: low halves are columns 0-3, high halves 4-7.
     [
-        _mm256_shuffle_ps::<0x44>(t0, t2),
-        _mm256_shuffle_ps::<0xEE>(t0, t2),
-        _mm256_shuffle_ps::<0x44>(t1, t3),
-        _mm256_shuffle_ps::<0xEE>(t1, t3),
+        _mm256_permute2f128_ps::<0x20>(s0, s4),
+        _mm256_permute2f128_ps::<0x20>(s1, s5),
+        _mm256_permute2f128_ps::<0x20>(s2, s6),
+        _mm256_permute2f128_ps::<0x20>(s3, s7),
+        _mm256_permute2f128_ps::<0x31>(s0, s4),
+        _mm256_permute2f128_ps::<0x31>(s1, s5),
+        _mm256_permute2f128_ps::<0x31>(s2, s6),
+        _mm256_permute2f128_ps::<0x31>(s3, s7),
     ]
-}
-
-#[cfg(test)]
-mod tmp_bench {
-    #[test]
-    #[ignore]
-    fn pack_speed() {
-        let (lanes, kc) = (64usize, 256usize);
-        let src: Vec<f32> = (0..lanes * 512).map(|i| i as f32).collect();
-        let mut dst = vec![0f32; lanes * kc + 64];
-        for (name, ls, ks) in [("transpose", 512usize, 1usize)] {
-            let reps = 20000;
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                unsafe { super::pack_f32::<16>(src.as_ptr(), ls, ks, lanes, kc, dst.as_mut_ptr()) };
-                std::hint::black_box(&mut dst);
-            }
-            let ns = t.elapsed().as_nanos() as f64 / reps as f64;
-            println!("{name}: {ns:.0} ns per {} floats = {:.3} ns/float", lanes * kc, ns / (lanes * kc) as f64);
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                for q in 0..lanes / 16 {
-                    unsafe { super::pack_f32::<16>(src.as_ptr().add(q * 16 * ls), ls, ks, 16, kc, dst.as_mut_ptr()) };
-                    std::hint::black_box(&mut dst);
-                }
-            }
-            let ns = t.elapsed().as_nanos() as f64 / reps as f64;
-            println!("{name} panel-wise into one L1 panel: {ns:.0} ns per {} floats = {:.3} ns/float", lanes * kc, ns / (lanes * kc) as f64);
-        }
-    }
 }

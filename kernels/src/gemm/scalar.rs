@@ -1,7 +1,7 @@
 //! Portable micro-kernel, generic over the element type: the f64 path (used
 //! by gradient checks) and the f32 fallback without SIMD.
 
-use super::driver::{Kernel, Prefetch};
+use super::driver::{APanel, BPanel, Kernel, Prefetch};
 use super::pack;
 use crate::Float;
 
@@ -29,13 +29,19 @@ impl<T: Float> Kernel<T> for Scalar {
         unsafe { pack::pack::<T, NR>(src, ls, ks, lanes, kc, dst) }
     }
 
-    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: *const T, b: *const T, c: *mut T, ldc: usize, alpha: T, beta: T, _pf: &mut Prefetch) {
+    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: APanel<T>, b: BPanel<T>, c: *mut T, ldc: usize, alpha: T, beta: T, _pf: &mut Prefetch) {
         let mut acc = [[T::ZERO; NR]; MR];
         for p in 0..kc {
-            // SAFETY: the packed panels hold kc depth steps of MR (A) and NR
-            // (B) contiguous elements, aligned as T (they live in a Vec<T>).
-            let (ap, bp) = unsafe { (&*a.add(p * MR).cast::<[T; MR]>(), &*b.add(p * NR).cast::<[T; NR]>()) };
-            for (row, &ai) in acc.iter_mut().zip(ap) {
+            // Rows past mr (columns past nr only exist in a packed panel)
+            // are zero / ignored: read only what the panel holds.
+            let mut ap = [T::ZERO; MR];
+            for (i, x) in ap.iter_mut().enumerate().take(mr) {
+                // SAFETY: element (i, p) of the A panel, i < mr, p < kc.
+                *x = unsafe { *a.ptr.add(i * a.rs + p * a.cs) };
+            }
+            // SAFETY: depth p < kc of the B panel has NR readable elements.
+            let bp = unsafe { &*b.ptr.add(p * b.rs).cast::<[T; NR]>() };
+            for (row, &ai) in acc.iter_mut().zip(&ap) {
                 for (x, &bj) in row.iter_mut().zip(bp) {
                     *x += ai * bj;
                 }

@@ -172,8 +172,10 @@ fn tiny_and_odd_shapes() {
 
 #[test]
 fn shapes_straddling_tiles_and_blocks() {
-    // Around MR/NR of every path (4, 6, 16), KC (256, 384) and MC (144, 256).
-    for (m, n, k) in [(17, 33, 19), (5, 15, 64), (6, 16, 7), (31, 47, 385), (97, 50, 257), (145, 17, 33), (257, 18, 20)] {
+    // Around MR/NR of every path (4×4, 6×16, 8×32), KC (256, 384) and MC
+    // (64, 144, 256); with m or n <= 64 the kernels read A / B in place,
+    // above both they read packed panels.
+    for (m, n, k) in [(17, 33, 19), (5, 15, 64), (6, 16, 7), (31, 47, 385), (97, 50, 257), (145, 17, 33), (257, 18, 20), (80, 90, 60)] {
         all_transposes(Case::new(1, m, n, k).scale(0.5, -1.25));
     }
 }
@@ -183,6 +185,7 @@ fn threaded_products() {
     // Big enough to be split over threads: over N (m <= n), over M, and a
     // batch that does not divide evenly.
     check_all(Case::new(1, 40, 200, 130).layouts(PLAIN, TRANS));
+    check_all(Case::new(1, 200, 300, 50).scale(1.0, -1.0));
     check_all(Case::new(1, 200, 40, 130).layouts(TRANS, PLAIN).scale(1.0, 1.0));
     check_all(Case::new(3, 70, 90, 100).scale(2.0, 0.5));
 }

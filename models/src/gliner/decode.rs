@@ -142,7 +142,10 @@ pub fn span_candidates(
             for class in 0..num_labels {
                 let p = probs.at(b, i, width, class);
                 if p.is_nan() {
-                    return Err(err(format!("example {b}: NaN probability at span ({i}, {}) class {class}", i + width)));
+                    return Err(err(format!(
+                        "example {b}: NaN probability at span ({i}, {}) class {class}",
+                        i + width
+                    )));
                 }
                 if p > threshold {
                     out.push(SpanCandidate { start: i, end: i + width, class, score: p });
@@ -217,9 +220,8 @@ pub fn to_entities(text: &str, words: &[Word], labels: &[String], spans: &[SpanC
                 .get(span.class)
                 .ok_or_else(|| err(format!("class {} is not one of the {} labels", span.class, labels.len())))?;
             let slice: Range<usize> = first.byte_start..last.byte_end;
-            let piece = text
-                .get(slice.clone())
-                .ok_or_else(|| err(format!("word offsets {slice:?} do not fit the text")))?;
+            let piece =
+                text.get(slice.clone()).ok_or_else(|| err(format!("word offsets {slice:?} do not fit the text")))?;
             Ok(Entity {
                 start: first.start,
                 end: last.end,
@@ -330,7 +332,11 @@ mod tests {
         assert_eq!(span_candidates(&probs, 0, 1, 1, 0.5).unwrap().len(), 1);
         let words = super::super::words::split_words("a b");
         let labels = vec!["x".to_string()];
-        assert!(to_entities("a b", &words, &labels, &[SpanCandidate { start: 0, end: 2, class: 0, score: 0.9 }]).is_err());
-        assert!(to_entities("a b", &words, &labels, &[SpanCandidate { start: 0, end: 1, class: 1, score: 0.9 }]).is_err());
+        assert!(
+            to_entities("a b", &words, &labels, &[SpanCandidate { start: 0, end: 2, class: 0, score: 0.9 }]).is_err()
+        );
+        assert!(
+            to_entities("a b", &words, &labels, &[SpanCandidate { start: 0, end: 1, class: 1, score: 0.9 }]).is_err()
+        );
     }
 }

@@ -138,10 +138,7 @@ pub fn merge_candidates(windows: &[WindowCandidates], mode: DecodeMode) -> Resul
                 return Err(err("merge: NaN candidate score"));
             }
             if c.start > c.end || c.end >= len {
-                return Err(err(format!(
-                    "merge: span ({}, {}) does not fit window {:?}",
-                    c.start, c.end, wc.window
-                )));
+                return Err(err(format!("merge: span ({}, {}) does not fit window {:?}", c.start, c.end, wc.window)));
             }
             let key = (c.start + wc.window.start, c.end + wc.window.start, c.class);
             best.entry(key).and_modify(|s| *s = s.max(c.score)).or_insert(c.score);

@@ -2,7 +2,9 @@
 
 pub mod decode;
 pub mod head;
+pub mod init;
 pub mod long_text;
 pub mod model;
+pub mod pipeline;
 pub mod processor;
 pub mod words;

@@ -221,9 +221,9 @@ impl GlinerProcessor {
             return Err(err("max_width and max_len must be positive"));
         }
         let pad_id = match &config.pad_token {
-            Some(tok) => tokenizer
-                .token_to_id(tok)
-                .ok_or_else(|| err(format!("pad token `{tok}` is not in the vocabulary")))?,
+            Some(tok) => {
+                tokenizer.token_to_id(tok).ok_or_else(|| err(format!("pad token `{tok}` is not in the vocabulary")))?
+            }
             None => tokenizer
                 .get_padding()
                 .map(|p| p.pad_id)
@@ -232,9 +232,9 @@ impl GlinerProcessor {
         let ent_id = tokenizer
             .token_to_id(&config.ent_token)
             .ok_or_else(|| err(format!("entity token `{}` is not in the vocabulary", config.ent_token)))?;
-        tokenizer.token_to_id(&config.sep_token).ok_or_else(|| {
-            err(format!("separator token `{}` is not in the vocabulary", config.sep_token))
-        })?;
+        tokenizer
+            .token_to_id(&config.sep_token)
+            .ok_or_else(|| err(format!("separator token `{}` is not in the vocabulary", config.sep_token)))?;
         tokenizer.with_truncation(None).map_err(|e| err(format!("tokenizer: {e}")))?;
         tokenizer.with_padding(None);
         let n_special = tokenizer.get_post_processor().map_or(0, |p| p.added_tokens(false));
@@ -379,8 +379,7 @@ impl GlinerProcessor {
     fn encode_one(&self, words: &[Word], labels: Vec<String>) -> Result<EncodedRow> {
         let prompt = self.prompt_words(&labels);
         let prompt_len = prompt.len();
-        let all: Vec<&str> =
-            prompt.iter().map(String::as_str).chain(words.iter().map(|w| w.text.as_str())).collect();
+        let all: Vec<&str> = prompt.iter().map(String::as_str).chain(words.iter().map(|w| w.text.as_str())).collect();
         let mut enc = self.encode_words(all)?;
 
         // GLiNER's truncation=True: keep the first (cap - specials) sub-tokens.
@@ -416,13 +415,10 @@ impl GlinerProcessor {
         let mut ent_positions = Vec::with_capacity(labels.len());
         for c in 0..labels.len() {
             let want = (2 * c) as u32;
-            let pos = wids
-                .iter()
-                .position(|w| *w == Some(want))
-                .filter(|&t| enc.get_ids()[t] == self.ent_id)
-                .ok_or_else(|| {
-                    err(format!("`{}` of label {c} is not a single special token", self.config.ent_token))
-                })?;
+            let pos =
+                wids.iter().position(|w| *w == Some(want)).filter(|&t| enc.get_ids()[t] == self.ent_id).ok_or_else(
+                    || err(format!("`{}` of label {c} is not a single special token", self.config.ent_token)),
+                )?;
             ent_positions.push(pos);
         }
         Ok(EncodedRow { ids: enc.get_ids().to_vec(), words_mask, ent_positions, labels, cut_words })

@@ -6,7 +6,7 @@ use kogner_kernels::gemm::{gemm, GemmDims, MatMut, MatRef};
 
 use super::elementwise::from_storage_vec;
 use crate::layout::broadcast_shape;
-use crate::{with_float_dtype, Error, FloatElement, Layout, Result, Tensor};
+use crate::{with_float_dtype, Error, FloatElement, Result, Tensor};
 
 impl Tensor {
     /// `[..., m, k] @ [..., k, n] -> [..., m, n]`, batch dims broadcast.
@@ -23,15 +23,11 @@ impl Tensor {
     }
 }
 
-/// An operand's batch dims collapsed to one stride, if the view allows it.
-fn batch_stride(l: &Layout) -> Option<usize> {
-    let r = l.rank() - 2;
-    let (shape, strides) = (&l.shape()[..r], &l.strides()[..r]);
-    let dims: Vec<usize> = (0..r).filter(|&i| shape[i] != 1).collect();
-    if dims.is_empty() {
-        return Some(0);
-    }
-    let inner = *dims.last().unwrap();
+/// One stride describing the batch dims `shape`/`strides` (walked
+/// row-major), if there is one: size-1 dims are skipped, and all-zero
+/// strides (a broadcast operand) collapse to 0.
+fn collapsed_stride(shape: &[usize], strides: &[usize]) -> Option<usize> {
+    let dims: Vec<usize> = (0..shape.len()).filter(|&i| shape[i] != 1).collect();
     if dims.iter().all(|&i| strides[i] == 0) {
         return Some(0);
     }
@@ -40,32 +36,24 @@ fn batch_stride(l: &Layout) -> Option<usize> {
             return None;
         }
     }
-    Some(strides[inner])
+    Some(strides[*dims.last().unwrap()])
 }
 
-fn operand<T: FloatElement>(t: &Tensor, full: &[usize]) -> Result<(Tensor, usize)> {
-    let view = t.broadcast_as(full)?;
-    match batch_stride(view.layout()) {
-        Some(bs) => Ok((view, bs)),
-        None => {
-            let c = view.contiguous()?;
-            let (r, cols) = (full[full.len() - 2], full[full.len() - 1]);
-            Ok((c, r * cols))
-        }
-    }
-}
-
-fn mat_ref<T: FloatElement>(t: &Tensor, batch_stride: usize) -> Result<MatRef<'_, T>> {
+fn mat_ref<T: FloatElement>(t: &Tensor, offset: usize, batch_stride: usize) -> Result<MatRef<'_, T>> {
     let r = t.rank();
     let st = t.layout().strides();
     Ok(MatRef {
-        data: &t.storage_slice::<T>()?[t.layout().offset()..],
+        data: &t.storage_slice::<T>()?[t.layout().offset() + offset..],
         row_stride: st[r - 2],
         col_stride: st[r - 1],
         batch_stride,
     })
 }
 
+/// Batch dims are split into an outer part walked here and an inner part
+/// that both operands describe with one stride each, handed to one batched
+/// GEMM. Views such as attention heads `[B, h, T, d]` permuted from
+/// `[B, T, h, d]` thus need no copy: the loop runs over B, the GEMM over h.
 fn matmul_impl<T: FloatElement>(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.rank() < 2 || b.rank() < 2 {
         return Err(Error::shape("matmul", format!("operands must have rank >= 2, got {:?} and {:?}", a.shape(), b.shape())));
@@ -76,27 +64,51 @@ fn matmul_impl<T: FloatElement>(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         return Err(Error::ShapeMismatch { op: "matmul", lhs: a.shape().to_vec(), rhs: b.shape().to_vec() });
     }
     let batch_shape = broadcast_shape("matmul", &a.shape()[..a.rank() - 2], &b.shape()[..b.rank() - 2])?;
+    let nb = batch_shape.len();
     let batch: usize = batch_shape.iter().product();
-    let mut fa = batch_shape.clone();
-    fa.extend([m, k]);
-    let mut fb = batch_shape.clone();
-    fb.extend([k, n]);
-    let (va, bsa) = operand::<T>(a, &fa)?;
-    let (vb, bsb) = operand::<T>(b, &fb)?;
+    let full = |rows: usize, cols: usize| {
+        let mut s = batch_shape.clone();
+        s.extend([rows, cols]);
+        s
+    };
+    let (va, vb) = (a.broadcast_as(&full(m, k))?, b.broadcast_as(&full(k, n))?);
+    let (sa, sb) = (&va.layout().strides()[..nb], &vb.layout().strides()[..nb]);
+    let split = (0..=nb)
+        .find(|&s| collapsed_stride(&batch_shape[s..], &sa[s..]).is_some() && collapsed_stride(&batch_shape[s..], &sb[s..]).is_some())
+        .unwrap_or(nb);
+    let inner: usize = batch_shape[split..].iter().product();
+    let bsa = collapsed_stride(&batch_shape[split..], &sa[split..]).unwrap_or(0);
+    let bsb = collapsed_stride(&batch_shape[split..], &sb[split..]).unwrap_or(0);
     let mut out = vec![T::ZERO; batch * m * n];
-    if k > 0 {
-        gemm(
-            GemmDims { batch, m, n, k },
-            T::ONE,
-            mat_ref::<T>(&va, bsa)?,
-            mat_ref::<T>(&vb, bsb)?,
-            T::ZERO,
-            MatMut { data: &mut out, row_stride: n, batch_stride: m * n },
-        );
+    if k > 0 && inner > 0 {
+        let outer_shape = &batch_shape[..split];
+        let mut idx = vec![0usize; split];
+        for (o, c) in out.chunks_mut(inner * m * n).enumerate() {
+            if o > 0 {
+                // odometer over the outer batch dims
+                let mut d = split;
+                while d > 0 {
+                    d -= 1;
+                    idx[d] += 1;
+                    if idx[d] < outer_shape[d] {
+                        break;
+                    }
+                    idx[d] = 0;
+                }
+            }
+            let off_a: usize = idx.iter().zip(sa).map(|(i, s)| i * s).sum();
+            let off_b: usize = idx.iter().zip(sb).map(|(i, s)| i * s).sum();
+            gemm(
+                GemmDims { batch: inner, m, n, k },
+                T::ONE,
+                mat_ref::<T>(&va, off_a, bsa)?,
+                mat_ref::<T>(&vb, off_b, bsb)?,
+                T::ZERO,
+                MatMut { data: c, row_stride: n, batch_stride: m * n },
+            );
+        }
     }
-    let mut shape = batch_shape;
-    shape.extend([m, n]);
-    Ok(from_storage_vec(out, &shape))
+    Ok(from_storage_vec(out, &full(m, n)))
 }
 
 fn linear_impl<T: FloatElement>(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
@@ -127,7 +139,7 @@ fn linear_impl<T: FloatElement>(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> R
             GemmDims { batch: 1, m, n: n_out, k },
             T::ONE,
             MatRef { data: xc.as_slice::<T>()?, row_stride: k, col_stride: 1, batch_stride: 0 },
-            mat_ref::<T>(&wt, 0)?,
+            mat_ref::<T>(&wt, 0, 0)?,
             beta,
             MatMut { data: &mut out, row_stride: n_out, batch_stride: 0 },
         );
@@ -169,6 +181,22 @@ mod tests {
         let c2 = a.matmul(&bt.t().unwrap()).unwrap();
         assert_eq!(c2.to_vec::<f64>().unwrap(), cv);
         assert!(a.matmul(&a).is_err());
+    }
+
+    #[test]
+    fn permuted_heads_and_broadcast_batches_need_no_copy_and_agree() {
+        // [B, T, h, d] permuted to [B, h, T, d]: batch dims do not collapse to one stride
+        let (b, t, h, d) = (2, 3, 4, 5);
+        let x = Tensor::from_vec((0..b * t * h * d).map(|v| (v as f64 * 0.37).sin()).collect(), &[b, t, h, d]).unwrap();
+        let q = x.permute(&[0, 2, 1, 3]).unwrap();
+        let k = Tensor::from_vec((0..h * 6 * d).map(|v| (v as f64 * 0.11).cos()).collect(), &[1, h, 6, d]).unwrap();
+        let got = q.matmul(&k.t().unwrap()).unwrap();
+        assert_eq!(got.shape(), &[b, h, t, 6]);
+        let want = q.contiguous().unwrap().matmul(&k.t().unwrap().contiguous().unwrap().broadcast_as(&[b, h, d, 6]).unwrap().contiguous().unwrap()).unwrap();
+        let (g, w) = (got.to_vec::<f64>().unwrap(), want.to_vec::<f64>().unwrap());
+        for (x, y) in g.iter().zip(&w) {
+            assert!((x - y).abs() < 1e-12);
+        }
     }
 
     #[test]

@@ -1,0 +1,142 @@
+//! Text in, entities out: word splitting, long-text windows, batching by
+//! length, the model under no-grad, and GLiNER decoding merged per document.
+
+use std::path::Path;
+
+use kogner_autograd::no_grad;
+use kogner_tensor::{Error, Result, Tensor};
+
+use super::decode::{span_candidates, DecodeMode, Entity, SpanProbs};
+use super::head::HeadInputs;
+use super::long_text::{merge, plan_windows, refine_windows, WindowCandidates};
+use super::model::{EncoderInputs, Gliner};
+use super::processor::{dedup_labels, BatchItem, GlinerBatch, GlinerProcessor};
+use super::words::{split_words, Word};
+use crate::nn::Mode;
+
+/// A model folder ready to predict.
+pub struct Predictor {
+    pub model: Gliner,
+    pub processor: GlinerProcessor,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct PredictOptions {
+    /// Keep spans with probability strictly above this.
+    pub threshold: f32,
+    pub mode: DecodeMode,
+    /// Model examples (word windows) per forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        PredictOptions { threshold: 0.5, mode: DecodeMode::FLAT, batch_size: 8 }
+    }
+}
+
+/// One text and the labels to look for in it.
+pub struct Document<'a> {
+    pub text: &'a str,
+    pub labels: &'a [String],
+}
+
+/// The model inputs of a processed batch.
+pub fn model_inputs(batch: &GlinerBatch) -> Result<(EncoderInputs, HeadInputs)> {
+    let (b, t, n) = (batch.batch_size, batch.seq_len, batch.num_words);
+    let input_ids = Tensor::from_vec(batch.input_ids.clone(), &[b, t])?;
+    let attention_mask = Tensor::from_vec(batch.attention_mask.iter().map(|&m| m as f32).collect::<Vec<_>>(), &[b, t])?;
+    let word_token_pos = batch
+        .words_mask
+        .chunks(t.max(1))
+        .map(|wm| {
+            let mut slots = vec![None; n];
+            for (tok, &j) in wm.iter().enumerate() {
+                if j > 0 && (j as usize) <= n {
+                    slots[j as usize - 1] = Some(tok);
+                }
+            }
+            slots
+        })
+        .collect();
+    let head = HeadInputs { word_token_pos, text_lengths: batch.text_lengths.clone(), ent_positions: batch.ent_token_positions.clone() };
+    Ok((EncoderInputs { input_ids, attention_mask }, head))
+}
+
+/// A document's word window, the unit the model sees.
+struct Unit {
+    doc: usize,
+    window: std::ops::Range<usize>,
+    tokens: usize,
+}
+
+impl Predictor {
+    pub fn load(dir: &Path) -> Result<Predictor> {
+        Ok(Predictor { model: Gliner::load(dir)?, processor: GlinerProcessor::from_dir(dir)? })
+    }
+
+    /// Entities of every document, in input order. `progress(done)` is
+    /// called with the number of finished documents.
+    pub fn predict(&self, docs: &[Document<'_>], opts: &PredictOptions, mut progress: impl FnMut(usize)) -> Result<Vec<Vec<Entity>>> {
+        if !(opts.threshold >= 0.0 && opts.threshold < 1.0) {
+            return Err(Error::Msg(format!("threshold {} must be in [0, 1)", opts.threshold)));
+        }
+        if opts.batch_size == 0 {
+            return Err(Error::Msg("batch size must be at least 1".into()));
+        }
+        let cfg = &self.model.config;
+        let mut words: Vec<Vec<Word>> = Vec::with_capacity(docs.len());
+        let mut labels: Vec<Vec<String>> = Vec::with_capacity(docs.len());
+        let mut units = Vec::new();
+        for (d, doc) in docs.iter().enumerate() {
+            let doc_labels = dedup_labels(doc.labels).map_err(|e| Error::Msg(format!("document {d}: {e}")))?;
+            let doc_words = split_words(doc.text);
+            let budget = self.processor.token_budget(&doc_labels, &doc_words)?;
+            let windows = refine_windows(plan_windows(doc_words.len(), cfg.max_len, cfg.max_width)?, cfg.max_width, |w| budget.fits(w));
+            units.extend(windows.into_iter().map(|window| Unit { doc: d, tokens: budget.tokens(&window), window }));
+            words.push(doc_words);
+            labels.push(doc_labels);
+        }
+        // Similar lengths share a batch: less padding.
+        units.sort_by_key(|u| std::cmp::Reverse(u.tokens));
+        let mut per_doc: Vec<Vec<WindowCandidates>> = vec![Vec::new(); docs.len()];
+        let mut units_left: Vec<usize> = vec![0; docs.len()];
+        for u in &units {
+            units_left[u.doc] += 1;
+        }
+        let mut done = units_left.iter().filter(|&&n| n == 0).count();
+        if done > 0 {
+            progress(done);
+        }
+        for chunk in units.chunks(opts.batch_size) {
+            let items: Vec<BatchItem<'_>> = chunk.iter().map(|u| BatchItem { words: &words[u.doc][u.window.clone()], labels: &labels[u.doc] }).collect();
+            let batch = self.processor.encode(&items)?;
+            let probs = self.span_probs(&batch)?;
+            let probs = SpanProbs::new(&probs, [batch.batch_size, batch.num_words, batch.max_width, batch.num_classes])?;
+            for (b, u) in chunk.iter().enumerate() {
+                let candidates = span_candidates(&probs, b, batch.text_lengths[b], labels[u.doc].len(), opts.threshold)?;
+                per_doc[u.doc].push(WindowCandidates { window: u.window.clone(), candidates });
+                units_left[u.doc] -= 1;
+                if units_left[u.doc] == 0 {
+                    done += 1;
+                    progress(done);
+                }
+            }
+        }
+        docs.iter()
+            .enumerate()
+            .map(|(d, doc)| merge(doc.text, &words[d], &labels[d], &per_doc[d], opts.mode))
+            .collect()
+    }
+
+    /// sigmoid(logits) [B, W, K, C] of one batch, flat.
+    fn span_probs(&self, batch: &GlinerBatch) -> Result<Vec<f32>> {
+        let (enc, head) = model_inputs(batch)?;
+        let logits = no_grad(|| self.model.forward(&enc, &head, &Mode::inference()))?.head.logits.value();
+        let probs = logits.sigmoid()?.to_vec::<f32>()?;
+        if probs.iter().any(|p| p.is_nan()) {
+            return Err(Error::Msg("the model produced NaN scores (corrupt weights?)".into()));
+        }
+        Ok(probs)
+    }
+}
