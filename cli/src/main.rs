@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod init;
+mod predict;
 
 #[derive(Parser)]
 #[command(name = "kogner", version, about = "Knowledge-graph distilled biomedical NER (KoGNER) on a from-scratch tensor engine")]
@@ -18,6 +19,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print what this machine gives the kernels: ISA path, threads, measured FMA peak.
     Info,
+    /// Find entities in text with a GLiNER model folder; JSONL out, one line per input.
+    Predict(predict::PredictArgs),
     /// Write a randomly initialised GLiNER model folder of a real model's shape (for benchmarks).
     Init(init::InitArgs),
 }
@@ -39,6 +42,7 @@ fn main() {
         Command::Bench(args) => bench::run(args),
         Command::Info => bench::info(),
         Command::Init(args) => init::run(args),
+        Command::Predict(args) => predict::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
