@@ -121,7 +121,15 @@ fn run_parity(model: &Gliner, dir: &Path, encoder_layers: usize) {
         t.reshape(&[s[0], s[1] * s[2], s[3..].iter().product()]).unwrap()
     };
     let span_keep = |b: usize, l: usize| span_ok(b, l / k, l % k);
-    report.push(("span_reps", compare("span_reps", &flat(&h.span_reps.value()), &flat(&want.get("span_reps").unwrap()), &span_keep)));
+    // inference forms no span representations; compute them as training does
+    let span_reps = model.head.span_reps(&h.start_rep, &h.end_rep, &lengths, &Mode::inference()).unwrap();
+    report.push(("span_reps", compare("span_reps", &flat(&span_reps.value()), &flat(&want.get("span_reps").unwrap()), &span_keep)));
+    assert!(h.span_reps.is_none(), "inference takes the fast path");
+    // the training path's logits (span reps · prompts) agree as well
+    let sr = span_reps.value();
+    let (b, n, d) = (sr.shape()[0], sr.shape()[1], sr.shape()[3]);
+    let train_logits = sr.reshape(&[b, n * k, d]).unwrap().matmul(&h.prompts_after.value().transpose(-2, -1).unwrap()).unwrap();
+    report.push(("logits (span-rep path)", compare("logits (span-rep path)", &train_logits, &flat(&want.get("logits").unwrap()), &span_keep)));
     report.push(("logits", compare("logits", &flat(&h.logits.value()), &flat(&want.get("logits").unwrap()), &span_keep)));
     let probs = h.logits.value().sigmoid().unwrap();
     report.push(("probs", compare("probs", &flat(&probs), &flat(&want.get("probs").unwrap()), &span_keep)));

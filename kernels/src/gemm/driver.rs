@@ -96,7 +96,7 @@ const DIRECT_MAX: usize = 64;
 /// Depth from which a product may be split over K between threads (see
 /// [`Split::choose`]): the partial products cost an extra pass over C, small
 /// next to this many multiply-adds per element.
-const SPLIT_K_MIN_DEPTH: usize = 1024;
+const SPLIT_K_MIN_DEPTH: usize = 2048;
 
 /// Calls below this many flops stay on the calling thread: a rayon round trip
 /// (a few µs) would cost more than the second core saves.
@@ -415,8 +415,8 @@ unsafe fn product<T: Float, K: Kernel<T>>(
 ) {
     let (m, n, k) = (ops.m, ops.n, ops.k);
     let (mr_, nr_) = (K::MR, K::NR);
-    let direct_a = n <= DIRECT_MAX;
-    let direct_b = m <= DIRECT_MAX && ops.b_cs == 1;
+    let direct_a = n <= DIRECT_MAX && std::env::var("TMP_NODA").is_err();
+    let direct_b = m <= DIRECT_MAX && ops.b_cs == 1 && std::env::var("TMP_NODB").is_err();
     let blocking = Blocking::new::<T, K>(m, n, k);
     let (abuf, bbuf) = bufs.get(blocking.mc * blocking.kc, blocking.nc * blocking.kc);
     let (abuf, bbuf) = (abuf.as_mut_ptr(), bbuf.as_mut_ptr());
@@ -451,6 +451,9 @@ unsafe fn product<T: Float, K: Kernel<T>>(
             (None, None) => Default::default(),
         };
         let mut pf = 0;
+        // Spread the prefetches over the block's tiles, finishing a little early.
+        let tiles = mc.div_ceil(mr_) * nc.div_ceil(nr_);
+        let per_tile = (upcoming.iter().map(Prefetch::lines).sum::<usize>() * 5 / 4).div_ceil(tiles);
         // Later depth slices accumulate onto the first one's result.
         let beta = if pc == 0 { beta } else { T::ONE };
         // One B panel stays in L1 while the A panels stream from L2.
@@ -469,6 +472,7 @@ unsafe fn product<T: Float, K: Kernel<T>>(
                 if pf + 1 < upcoming.len() && upcoming[pf].is_done() {
                     pf += 1;
                 }
+                upcoming[pf].set_budget(per_tile);
                 // SAFETY: `a` addresses rows ic+ir.. of A, in place (in
                 // bounds, caller) or as panel ir / MR of the packed block;
                 // `b` addresses columns jc+jr.. of B in place (a full panel of
@@ -496,8 +500,9 @@ unsafe fn product<T: Float, K: Kernel<T>>(
 
 /// A walk over the cache lines of a strided block that will be read soon:
 /// rows of `row_len` bytes, `row_stride` bytes apart. The micro-kernels
-/// advance it by one line per depth step, which spreads the memory traffic
-/// over the compute instead of stalling on it in a burst.
+/// advance it by one line per depth step (or two), up to a budget the driver
+/// sets per tile, which spreads the memory traffic evenly over the compute
+/// instead of stalling on it in a burst.
 #[derive(Clone, Copy)]
 pub(super) struct Prefetch {
     line: *const u8,
@@ -506,13 +511,15 @@ pub(super) struct Prefetch {
     row_len: usize,
     row_stride: usize,
     rows_left: usize,
+    /// Lines this tile may still prefetch; 0 once the walk is done.
+    budget: usize,
 }
 
 impl Default for Prefetch {
     /// An empty walk.
     fn default() -> Self {
         let p = std::ptr::null();
-        Prefetch { line: p, row_start: p, row_end: p, row_len: 0, row_stride: 0, rows_left: 0 }
+        Prefetch { line: p, row_start: p, row_end: p, row_len: 0, row_stride: 0, rows_left: 0, budget: 0 }
     }
 }
 
@@ -538,6 +545,7 @@ impl Prefetch {
             row_len: row_len * size,
             row_stride: stride * size,
             rows_left: rows - 1,
+            budget: 0,
         }
     }
 
@@ -545,16 +553,28 @@ impl Prefetch {
         self.row_end.is_null()
     }
 
-    /// Prefetches the next line into L2 (a no-op once the walk is done).
+    /// Lines left to walk (at most one too many per row).
+    fn lines(&self) -> usize {
+        if self.is_done() { 0 } else { (self.rows_left + 1) * (self.row_len / 64 + 2) }
+    }
+
+    fn set_budget(&mut self, lines: usize) {
+        if !self.is_done() {
+            self.budget = lines;
+        }
+    }
+
+    /// Prefetches the next line into L2 (a no-op once the budget is spent).
     #[inline(always)]
     pub(super) fn touch(&mut self) {
-        if self.line < self.row_end {
+        if self.budget > 0 {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a prefetch is a hint: it never faults and never changes
             // memory, whatever the address.
             unsafe {
                 std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(self.line.cast())
             };
+            self.budget -= 1;
             self.line = self.line.wrapping_add(64);
             if self.line >= self.row_end {
                 self.next_row();
@@ -566,6 +586,7 @@ impl Prefetch {
     fn next_row(&mut self) {
         if self.rows_left == 0 {
             self.row_end = std::ptr::null();
+            self.budget = 0;
             return;
         }
         self.rows_left -= 1;

@@ -65,8 +65,8 @@ pub struct HeadOutput {
     pub start_rep: Var,
     /// [B, N, D]
     pub end_rep: Var,
-    /// [B, N, K, D]
-    pub span_reps: Var,
+    /// [B, N, K, D]; None on the inference fast path, which never forms them.
+    pub span_reps: Option<Var>,
     /// [B, N, K, C]
     pub logits: Var,
 }
@@ -138,13 +138,18 @@ impl GlinerHead {
 
         let start_rep = self.span.project_start.forward(&lstm_output, mode)?;
         let end_rep = self.span.project_end.forward(&lstm_output, mode)?;
-        let span_reps = self.span_reps(&start_rep, &end_rep, &inputs.text_lengths, mode)?;
 
         let k = self.max_width;
-        let logits = span_reps
-            .reshape(&[bsz, n * k, d])?
-            .matmul(&prompts_after.transpose(-2, -1)?)?
-            .reshape(&[bsz, n, k, c])?;
+        let (span_reps, logits) = if mode.training || Var::needs_grad(&[&start_rep, &end_rep, &prompts_after]) {
+            let span_reps = self.span_reps(&start_rep, &end_rep, &inputs.text_lengths, mode)?;
+            let logits = span_reps
+                .reshape(&[bsz, n * k, d])?
+                .matmul(&prompts_after.transpose(-2, -1)?)?
+                .reshape(&[bsz, n, k, c])?;
+            (Some(span_reps), logits)
+        } else {
+            (None, Var::constant(self.logits_inference(&start_rep, &end_rep, &prompts_after, &inputs.text_lengths)?))
+        };
         Ok(HeadOutput { token_reps, words_embedding, lstm_output, prompts_before, prompts_after, start_rep, end_rep, span_reps, logits })
     }
 
@@ -166,6 +171,52 @@ impl GlinerHead {
         let hidden = from_start.index_select(0, &si)?.add(&from_end.index_select(0, &ei)?)?.relu()?;
         let hidden = mode.dropout(&hidden, self.span.out_project.dropout)?;
         self.span.out_project.l3.forward(&hidden)?.reshape(&[bsz, n, k, d])
+    }
+
+    /// Inference logits [B, N, K, C] without forming span representations.
+    ///
+    /// logit(span, c) = (ReLU(h_span)·W3ᵀ + b3)·p_c = ReLU(h_span)·(W3ᵀ p_c) + b3·p_c,
+    /// so the 4D→D product per span (the head's largest GEMM) becomes C dot
+    /// products of length 4D per span against W3ᵀ p_c, computed once per
+    /// example. h_span = from_start[i] + from_end[j] as in [`Self::span_reps`].
+    /// Same numbers up to rounding (tested against the fixtures' logits).
+    pub fn logits_inference(&self, start_rep: &Var, end_rep: &Var, prompts: &Var, text_lengths: &[usize]) -> Result<Tensor> {
+        use rayon::prelude::*;
+        let s = start_rep.shape();
+        let (bsz, n, d) = (s[0], s[1], s[2]);
+        let (k, c, hid) = (self.max_width, prompts.shape()[1], 4 * d);
+        let l0 = &self.span.out_project.l0;
+        let l3 = &self.span.out_project.l3;
+        let from_start = start_rep.value().relu()?.linear(&l0.weight.value().narrow(1, 0, d)?, None)?.contiguous()?;
+        let bias0 = l0.bias.as_ref().map(|b| b.value());
+        let from_end = end_rep.value().relu()?.linear(&l0.weight.value().narrow(1, d, d)?, bias0.as_ref())?.contiguous()?;
+        // q[b, c, :] = W3ᵀ p_{b,c} (4D), beta[b, c] = b3·p_{b,c}
+        let p = prompts.value().contiguous()?;
+        let q = p.matmul(&l3.weight.value())?.contiguous()?;
+        let beta = match &l3.bias {
+            Some(b3) => p.matmul(&b3.value().reshape(&[d, 1])?)?.contiguous()?.to_vec::<f32>()?,
+            None => vec![0.0; bsz * c],
+        };
+        let (fs, fe, qs) = (from_start.as_slice::<f32>()?, from_end.as_slice::<f32>()?, q.as_slice::<f32>()?);
+        let mut out = vec![0f32; bsz * n * k * c];
+        out.par_chunks_mut(k * c).enumerate().for_each_init(
+            || vec![0f32; hid],
+            |h, (row, o)| {
+                let (b, i) = (row / n, row % n);
+                for w in 0..k {
+                    // invalid spans read word 0, as GLiNER's zeroed span_idx
+                    let (si, ei) = if i + w < text_lengths[b] { (i, i + w) } else { (0, 0) };
+                    let (a, e) = (&fs[(b * n + si) * hid..][..hid], &fe[(b * n + ei) * hid..][..hid]);
+                    for j in 0..hid {
+                        h[j] = (a[j] + e[j]).max(0.0);
+                    }
+                    for cc in 0..c {
+                        o[w * c + cc] = kogner_kernels::reduce::dot(h, &qs[(b * c + cc) * hid..][..hid]) + beta[b * c + cc];
+                    }
+                }
+            },
+        );
+        Tensor::from_vec(out, &[bsz, n, k, c])
     }
 
     /// GLiNER's literal span computation (concatenate, then the full FFN):

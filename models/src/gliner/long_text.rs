@@ -79,7 +79,7 @@ pub fn plan_windows(num_words: usize, max_len: usize, max_width: usize) -> Resul
         return Ok(Vec::new());
     }
     if num_words <= max_len {
-        return Ok(vec![0..num_words]);
+        return Ok(std::iter::once(0..num_words).collect());
     }
     let n = (num_words - max_width).div_ceil(max_len - max_width);
     Ok(balanced(&(0..num_words), n, max_width))

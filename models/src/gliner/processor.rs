@@ -110,7 +110,7 @@ impl ProcessorConfig {
                 let max_tokens = tc
                     .get("model_max_length")
                     .and_then(|v| v.as_f64())
-                    .filter(|&v| v >= 1.0 && v < 1e18)
+                    .filter(|v| (1.0..1e18).contains(v))
                     .map(|v| v as usize);
                 let pad_token = tc.get("pad_token").and_then(|v| v.as_str()).map(str::to_string);
                 (max_tokens, pad_token)
