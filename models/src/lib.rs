@@ -6,4 +6,5 @@ pub mod config;
 pub mod encoder;
 pub mod gliner;
 pub mod nn;
+pub mod teacher;
 pub mod weightgen;

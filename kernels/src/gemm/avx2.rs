@@ -34,6 +34,9 @@ impl Kernel<f32> for Avx2 {
     const MC: usize = 144;
     const KC: usize = 384;
     const NC: usize = 4096;
+    // 16 columns are one line of each B row, and rows a power-of-two stride
+    // apart share few L1 sets: a packed panel reads faster (measured ~5%).
+    const B_IN_PLACE: bool = false;
 
     unsafe fn pack_a(&self, src: *const f32, ls: usize, ks: usize, lanes: usize, kc: usize, dst: *mut f32) {
         // SAFETY: forwarded contract; `self` proves AVX2 (`new`).

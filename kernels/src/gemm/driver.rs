@@ -28,6 +28,9 @@ pub(super) trait Kernel<T: Float>: Sync {
     const KC: usize;
     /// Columns of a B block (a multiple of `NR`): `KC × NC` lives in L3.
     const NC: usize;
+    /// Whether a small product may read a row-major B in place (see
+    /// [`DIRECT_MAX`]) rather than pack it.
+    const B_IN_PLACE: bool;
 
     /// Packs `lanes` rows of A, depth `kc`: element (row `t`, depth `p`) is at
     /// `src + t * ls + p * ks`.
@@ -90,7 +93,8 @@ const SMALL_MAX_MACS: usize = 4096;
 /// A packed A panel is reused by `n / NR` tiles and a packed B panel by
 /// `m / MR`. At or below this many columns (rows) of a task that reuse is
 /// too small to pay for the packing (a transpose costs as much as a few
-/// tiles' FMAs), so the kernels read A (B, if row-major) in place.
+/// tiles' FMAs), so the kernels read A (B, if row-major and the kernel
+/// allows it: [`Kernel::B_IN_PLACE`]) in place.
 const DIRECT_MAX: usize = 64;
 
 /// Depth from which a product may be split over K between threads (see
@@ -415,8 +419,8 @@ unsafe fn product<T: Float, K: Kernel<T>>(
 ) {
     let (m, n, k) = (ops.m, ops.n, ops.k);
     let (mr_, nr_) = (K::MR, K::NR);
-    let direct_a = n <= DIRECT_MAX && std::env::var("TMP_NODA").is_err();
-    let direct_b = m <= DIRECT_MAX && ops.b_cs == 1 && std::env::var("TMP_NODB").is_err();
+    let direct_a = n <= DIRECT_MAX;
+    let direct_b = K::B_IN_PLACE && m <= DIRECT_MAX && ops.b_cs == 1;
     let blocking = Blocking::new::<T, K>(m, n, k);
     let (abuf, bbuf) = bufs.get(blocking.mc * blocking.kc, blocking.nc * blocking.kc);
     let (abuf, bbuf) = (abuf.as_mut_ptr(), bbuf.as_mut_ptr());

@@ -18,6 +18,7 @@ impl<T: Float> Kernel<T> for Scalar {
     const MC: usize = 64;
     const KC: usize = 256;
     const NC: usize = 1024;
+    const B_IN_PLACE: bool = false;
 
     unsafe fn pack_a(&self, src: *const T, ls: usize, ks: usize, lanes: usize, kc: usize, dst: *mut T) {
         // SAFETY: forwarded contract (see `Kernel::pack_a`).

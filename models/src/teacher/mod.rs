@@ -1,0 +1,4 @@
+//! The knowledge-graph teacher's networks (SPEC §5).
+
+pub mod graph_transformer;
+pub mod transr;
