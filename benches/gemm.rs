@@ -47,7 +47,13 @@ struct Problem {
 impl Problem {
     fn new((batch, m, n, k): (usize, usize, usize, usize), layout: Layout) -> Self {
         let fill = |len: usize| (0..len).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect::<Vec<f32>>();
-        Problem { dims: GemmDims { batch, m, n, k }, layout, a: fill(batch * m * k), b: fill(batch * k * n), c: vec![0.0; batch * m * n] }
+        Problem {
+            dims: GemmDims { batch, m, n, k },
+            layout,
+            a: fill(batch * m * k),
+            b: fill(batch * k * n),
+            c: vec![0.0; batch * m * n],
+        }
     }
 
     fn run(&mut self, isa: Isa) {
@@ -79,7 +85,10 @@ fn peak_table() {
     println!("gemm vs FMA peak on {threads} threads (best of 10 calls)");
     println!("{:<8} {:<22} {:>9} {:>9} {:>7}", "isa", "shape/layout", "GFLOP/s", "peak", "%peak");
     for isa in simd_isas() {
-        let peak = fma_peak_gflops(isa, threads);
+        // A burst of other work during one peak measurement would inflate
+        // every ratio: measure before and after, keep the higher.
+        let peak_before = fma_peak_gflops(isa, threads);
+        let mut rows = Vec::new();
         for shape in SHAPES {
             for layout in [Layout::NN, Layout::NT] {
                 let mut p = Problem::new(shape, layout);
@@ -92,9 +101,12 @@ fn peak_table() {
                     })
                     .min()
                     .unwrap_or_default();
-                let gflops = gemm_flops(p.dims) / best.as_secs_f64() / 1e9;
-                println!("{:<8} {:<22} {:>9.1} {:>9.1} {:>6.1}%", isa.name(), p.label(), gflops, peak, 100.0 * gflops / peak);
+                rows.push((p.label(), gemm_flops(p.dims) / best.as_secs_f64() / 1e9));
             }
+        }
+        let peak = peak_before.max(fma_peak_gflops(isa, threads));
+        for (label, gflops) in rows {
+            println!("{:<8} {:<22} {:>9.1} {:>9.1} {:>6.1}%", isa.name(), label, gflops, peak, 100.0 * gflops / peak);
         }
     }
 }

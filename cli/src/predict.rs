@@ -38,6 +38,10 @@ pub struct PredictArgs {
     /// JSONL input: one {"text": ..., "labels": [...]} per line ("labels" optional).
     #[arg(long, conflicts_with = "text")]
     input: Option<PathBuf>,
+    /// Time the inference like `torch_gliner_bench.py`: one warm-up and three timed passes;
+    /// a JSON line with sentences/s, words/s and peak RSS goes to stderr.
+    #[arg(long)]
+    bench: bool,
     /// The text (otherwise --input, or stdin: JSONL lines, or one plain text per line).
     text: Option<String>,
 }
@@ -122,6 +126,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
     } else {
         None
     };
+    if args.bench {
+        bench(&predictor, &docs, &opts)?;
+    }
     let results = predictor.predict(&docs, &opts, |done| {
         if let Some(b) = &bar {
             b.set_position(done as u64);
@@ -133,5 +140,34 @@ pub fn run(args: PredictArgs) -> Result<()> {
     for entities in results {
         emit(&Value::Array(entities.iter().map(entity_json).collect()).to_string())?;
     }
+    Ok(())
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn bench(predictor: &Predictor, docs: &[Document], opts: &PredictOptions) -> Result<()> {
+    let once = || -> Result<f64> {
+        let t0 = std::time::Instant::now();
+        predictor.predict(docs, opts, |_| {})?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    once()?;
+    let mut times = vec![once()?, once()?, once()?];
+    let reported = times.clone();
+    times.sort_by(f64::total_cmp);
+    let median = times[1];
+    let words: usize = docs.iter().map(|d| d.text.split_whitespace().count()).sum();
+    eprintln!(
+        "{}",
+        json!({"impl": "kogner", "threads": rayon::current_num_threads(), "isa": kogner_kernels::Isa::active().name(),
+               "batch_size": opts.batch_size, "sentences": docs.len(), "sent_per_s": docs.len() as f64 / median,
+               "words_per_s": words as f64 / median, "times_s": reported, "peak_rss_mb": peak_rss_mb()})
+    );
     Ok(())
 }

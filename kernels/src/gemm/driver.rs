@@ -28,8 +28,8 @@ pub(super) trait Kernel<T: Float>: Sync {
     const KC: usize;
     /// Columns of a B block (a multiple of `NR`): `KC × NC` lives in L3.
     const NC: usize;
-    /// Whether a small product may read a row-major B in place (see
-    /// [`DIRECT_MAX`]) rather than pack it.
+    /// Whether a product with up to [`DIRECT_MAX`] rows may read a row-major
+    /// B in place rather than pack it (with at most `MR` rows all kernels do).
     const B_IN_PLACE: bool;
 
     /// Packs `lanes` rows of A, depth `kc`: element (row `t`, depth `p`) is at
@@ -57,7 +57,19 @@ pub(super) trait Kernel<T: Float>: Sync {
     /// C (`c + i * ldc`, `nr` elements each) must be valid for reads and
     /// writes and not accessed by anyone else during the call.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: APanel<T>, b: BPanel<T>, c: *mut T, ldc: usize, alpha: T, beta: T, pf: &mut Prefetch);
+    unsafe fn tile(
+        &self,
+        mr: usize,
+        nr: usize,
+        kc: usize,
+        a: APanel<T>,
+        b: BPanel<T>,
+        c: *mut T,
+        ldc: usize,
+        alpha: T,
+        beta: T,
+        pf: &mut Prefetch,
+    );
 }
 
 /// The A operand of one tile: element (row `i`, depth `p`) at
@@ -87,8 +99,10 @@ pub(super) struct BPanel<T> {
 }
 
 /// Products with at most this many multiply-adds per matrix take the
-/// unblocked loop: packing and blocking would cost more than they save.
-const SMALL_MAX_MACS: usize = 4096;
+/// unblocked scalar loop. Above it (from about 8×8×8) the blocked path is
+/// faster even single-threaded: with `n <= DIRECT_MAX` it packs nothing
+/// (avx512) or only B, and its setup costs well under a microsecond.
+const SMALL_MAX_MACS: usize = 128;
 
 /// A packed A panel is reused by `n / NR` tiles and a packed B panel by
 /// `m / MR`. At or below this many columns (rows) of a task that reuse is
@@ -139,11 +153,13 @@ fn check_extent(name: &str, len: usize, sizes: [usize; 3], strides: [usize; 3]) 
     }
 }
 
-/// A pointer to C shared by tasks that write disjoint tiles of it.
+/// A pointer to C (or to the partial products of a split over K) shared by
+/// tasks that write disjoint parts of it.
 #[derive(Clone, Copy)]
 struct SharedMut<T>(*mut T);
 // SAFETY: tasks built by `run` write disjoint row / column ranges of C (see
-// `part`), so handing the pointer to other threads creates no data race.
+// `part`) or their own partial product, so handing the pointer to other
+// threads creates no data race.
 unsafe impl<T: Send> Send for SharedMut<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for SharedMut<T> {}
@@ -173,7 +189,15 @@ struct Operands<T> {
 
 /// `C = alpha·A·B + beta·C` for all batch items with micro-kernel `kern`.
 /// The operands have been checked by [`check_operands`].
-pub(super) fn run<T: Float, K: Kernel<T>>(kern: &K, dims: GemmDims, alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) {
+pub(super) fn run<T: Float, K: Kernel<T>>(
+    kern: &K,
+    dims: GemmDims,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: MatMut<T>,
+) {
     let GemmDims { batch, m, n, k } = dims;
     if batch == 0 || m == 0 || n == 0 {
         return;
@@ -194,7 +218,6 @@ pub(super) fn run<T: Float, K: Kernel<T>>(kern: &K, dims: GemmDims, alpha: T, a:
     let parallel = threads > 1 && gemm_flops(dims) >= PARALLEL_MIN_FLOPS;
     let parts = if parallel { parts_per_item(batch, threads) } else { 1 };
     let split = Split::choose::<T, K>(dims, &a, &b);
-    let split = if std::env::var("TMP_NOK").is_ok() && split == Split::K { if m <= n { Split::N } else { Split::M } } else { split }; // TMP
     let (len, unit) = match split {
         Split::M => (m, K::MR),
         Split::N => (n, K::NR),
@@ -222,7 +245,11 @@ pub(super) fn run<T: Float, K: Kernel<T>>(kern: &K, dims: GemmDims, alpha: T, a:
         } else {
             // SAFETY: the offset addresses element (bi, rows.start,
             // cols.start) of C, in bounds by `check_operands`.
-            (unsafe { cptr.get().add(bi * c.batch_stride + rows.start * c.row_stride + cols.start) }, c.row_stride, beta)
+            (
+                unsafe { cptr.get().add(bi * c.batch_stride + rows.start * c.row_stride + cols.start) },
+                c.row_stride,
+                beta,
+            )
         };
         // Offsets stay in bounds: `check_operands` checked the extent of the
         // whole batch and `rows`, `cols`, `depth` lie inside `0..m`, `0..n`,
@@ -270,7 +297,8 @@ pub(super) fn run<T: Float, K: Kernel<T>>(kern: &K, dims: GemmDims, alpha: T, a:
             let (bi, i) = (r / m, r % m);
             // SAFETY: row i of matrix bi of C is in bounds (`check_operands`)
             // and rows are disjoint (checked), so each call owns its row.
-            let row = unsafe { std::slice::from_raw_parts_mut(cptr.get().add(bi * c.batch_stride + i * c.row_stride), n) };
+            let row =
+                unsafe { std::slice::from_raw_parts_mut(cptr.get().add(bi * c.batch_stride + i * c.row_stride), n) };
             for p in 1..parts {
                 let start = ((bi * (parts - 1) + p - 1) * m + i) * n;
                 for (y, &x) in row.iter_mut().zip(&partials[start..start + n]) {
@@ -299,15 +327,20 @@ impl Split {
     /// of a row-major B (or M of a column-major A) leaves each thread half of
     /// every row of a long-stride matrix; with few rows in the other operand
     /// that stream dominates and both cores fetching from the same rows runs
-    /// far below their separate bandwidth (measured: 128×1024×4096 at ~60%
-    /// of peak instead of 80%). With a deep enough product, cut K instead:
+    /// far below their separate bandwidth (measured on 128×1024×4096: ~67%
+    /// of peak split over N, ~78% over K). With a deep enough product, cut K
+    /// instead:
     /// each thread reads whole rows, and the extra pass that adds the partial
     /// products is small next to the depth.
     fn choose<T: Float, K: Kernel<T>>(dims: GemmDims, a: &MatRef<T>, b: &MatRef<T>) -> Split {
         let GemmDims { m, n, k, .. } = dims;
         let deep = k >= SPLIT_K_MIN_DEPTH;
         if m <= n {
-            if deep && b.col_stride == 1 && m <= 2 * K::MC { Split::K } else { Split::N }
+            if deep && b.col_stride == 1 && m <= 2 * K::MC {
+                Split::K
+            } else {
+                Split::N
+            }
         } else if deep && a.row_stride == 1 && n <= 2 * K::MC {
             Split::K
         } else {
@@ -329,7 +362,11 @@ fn parts_per_item(batch: usize, threads: usize) -> usize {
 }
 
 fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Part `i` of `0..len` cut into `parts` nearly equal ranges on a `unit` grid.
@@ -352,7 +389,8 @@ struct Blocking {
 
 impl Blocking {
     fn new<T: Float, K: Kernel<T>>(m: usize, n: usize, k: usize) -> Self {
-        let size = |len: usize, max: usize, unit: usize| len.div_ceil(len.div_ceil(max)).next_multiple_of(unit).min(max);
+        let size =
+            |len: usize, max: usize, unit: usize| len.div_ceil(len.div_ceil(max)).next_multiple_of(unit).min(max);
         Blocking { mc: size(m, K::MC, K::MR), nc: size(n, K::NC, K::NR), kc: size(k, K::KC, 1) }
     }
 
@@ -420,9 +458,11 @@ unsafe fn product<T: Float, K: Kernel<T>>(
     let (m, n, k) = (ops.m, ops.n, ops.k);
     let (mr_, nr_) = (K::MR, K::NR);
     let direct_a = n <= DIRECT_MAX;
-    let direct_b = K::B_IN_PLACE && m <= DIRECT_MAX && ops.b_cs == 1;
+    // With a single row panel a packed B panel would be read only once.
+    let direct_b = ops.b_cs == 1 && (m <= mr_ || (K::B_IN_PLACE && m <= DIRECT_MAX));
     let blocking = Blocking::new::<T, K>(m, n, k);
-    let (abuf, bbuf) = bufs.get(blocking.mc * blocking.kc, blocking.nc * blocking.kc);
+    let a_len = if direct_a { 0 } else { blocking.mc * blocking.kc };
+    let (abuf, bbuf) = bufs.get(a_len, blocking.nc * blocking.kc);
     let (abuf, bbuf) = (abuf.as_mut_ptr(), bbuf.as_mut_ptr());
 
     let mut steps = blocking.steps(m, n, k).peekable();
@@ -557,9 +597,13 @@ impl Prefetch {
         self.row_end.is_null()
     }
 
-    /// Lines left to walk (at most one too many per row).
+    /// An upper bound on the lines left to walk.
     fn lines(&self) -> usize {
-        if self.is_done() { 0 } else { (self.rows_left + 1) * (self.row_len / 64 + 2) }
+        if self.is_done() {
+            0
+        } else {
+            (self.rows_left + 1) * (self.row_len / 64 + 2)
+        }
     }
 
     fn set_budget(&mut self, lines: usize) {
@@ -657,10 +701,7 @@ thread_local! {
 /// thread-local while in use, so a nested call on the same thread (rayon
 /// work stealing) gets fresh buffers instead of aliasing them.
 fn with_pack_buffers<T: Float, R>(f: impl FnOnce(&mut PackBuffers<T>) -> R) -> R {
-    let mut bufs: Box<PackBuffers<T>> = PACK_BUFFERS
-        .take()
-        .and_then(|b| b.downcast().ok())
-        .unwrap_or_default();
+    let mut bufs: Box<PackBuffers<T>> = PACK_BUFFERS.take().and_then(|b| b.downcast().ok()).unwrap_or_default();
     let r = f(&mut bufs);
     PACK_BUFFERS.set(Some(bufs));
     r

@@ -9,21 +9,30 @@
 //! For one product the driver ([`driver`]) walks C in `NC`-column blocks, the
 //! depth in `KC` slices and the rows in `MC` blocks. Each `KC × NC` block of B
 //! is packed into `NR`-column panels and each `MC × KC` block of A into
-//! `MR`-row panels (both zero-padded, see [`pack`]); a register-blocked
+//! `MR`-row panels (zero-padded, see [`pack`]); a register-blocked
 //! micro-kernel then computes one `MR × NR` tile of C per call, streaming one
-//! A panel and one B panel with unit stride. The B block stays in L3/L2, the
-//! A block in L2, one B micro-panel in L1 while the kernel sweeps the A panels.
+//! A panel and one B panel. While a block's tiles run, the kernel prefetches
+//! the source of the next block (or of the next batch item) into L2, paced
+//! over the tiles, so packing does not wait on memory.
 //!
-//! | path      | MR × NR | registers        | MC  | KC  | NC   |
-//! |-----------|---------|------------------|-----|-----|------|
-//! | avx512    | 16 × 16 | 16 zmm acc       | 256 | 384 | 4096 |
-//! | avx2      |  6 × 16 | 12 ymm acc       | 144 | 384 | 4096 |
-//! | scalar    |  4 × 4  | generic (f32/f64)|  64 | 256 | 1024 |
+//! | path   | MR × NR | accumulators      | MC  | KC  | NC   |
+//! |--------|---------|-------------------|-----|-----|------|
+//! | avx512 |  8 × 32 | 16 zmm            | 256 | 384 | 4096 |
+//! | avx2   |  6 × 16 | 12 ymm            | 144 | 384 | 4096 |
+//! | scalar |  4 × 4  | 16 (f32 or f64)   |  64 | 256 | 1024 |
 //!
-//! Threading (rayon, nested-safe): independent batch items run in parallel,
-//! and a single product (or a batch that does not divide evenly over the
-//! threads) is also split over N or M, whichever duplicates less packing.
-//! Tiny products take a direct unpacked loop on the calling thread.
+//! Small operands are not packed: when a task has at most 64 columns the
+//! kernels read A in place (a packed panel would serve only a few tiles),
+//! and with at most 64 rows the avx512 kernel also reads a row-major B in
+//! place; an edge tile's fewer rows get a kernel with fewer accumulators.
+//!
+//! Threading (rayon, nested-safe): batch items are split into one contiguous
+//! run per thread (so each thread prefetches its next item); a single
+//! product, or a batch that does not divide evenly, is also cut over N or M
+//! (whichever duplicates less packing), or over K for deep products whose
+//! N / M cut would split the rows of a long-stride operand. Calls under
+//! 1 MFLOP run on the calling thread, and products of at most 128
+//! multiply-adds take a plain scalar loop.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -97,8 +106,10 @@ pub fn gemm_with<T: Float>(isa: Isa, dims: GemmDims, alpha: T, a: MatRef<T>, b: 
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Scalar {
         if let (Some(a32), Some(b32), Some(c32)) = (T::as_f32(a.data), T::as_f32(b.data), T::as_f32_mut(c.data)) {
-            let a32 = MatRef { data: a32, row_stride: a.row_stride, col_stride: a.col_stride, batch_stride: a.batch_stride };
-            let b32 = MatRef { data: b32, row_stride: b.row_stride, col_stride: b.col_stride, batch_stride: b.batch_stride };
+            let a32 =
+                MatRef { data: a32, row_stride: a.row_stride, col_stride: a.col_stride, batch_stride: a.batch_stride };
+            let b32 =
+                MatRef { data: b32, row_stride: b.row_stride, col_stride: b.col_stride, batch_stride: b.batch_stride };
             let c32 = MatMut { data: c32, row_stride: c.row_stride, batch_stride: c.batch_stride };
             let (alpha, beta) = (alpha.to_f64() as f32, beta.to_f64() as f32);
             match isa {

@@ -30,7 +30,19 @@ impl<T: Float> Kernel<T> for Scalar {
         unsafe { pack::pack::<T, NR>(src, ls, ks, lanes, kc, dst) }
     }
 
-    unsafe fn tile(&self, mr: usize, nr: usize, kc: usize, a: APanel<T>, b: BPanel<T>, c: *mut T, ldc: usize, alpha: T, beta: T, _pf: &mut Prefetch) {
+    unsafe fn tile(
+        &self,
+        mr: usize,
+        nr: usize,
+        kc: usize,
+        a: APanel<T>,
+        b: BPanel<T>,
+        c: *mut T,
+        ldc: usize,
+        alpha: T,
+        beta: T,
+        _pf: &mut Prefetch,
+    ) {
         let mut acc = [[T::ZERO; NR]; MR];
         for p in 0..kc {
             // Rows past mr (columns past nr only exist in a packed panel)

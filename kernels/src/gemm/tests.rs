@@ -97,7 +97,8 @@ fn check<T: Float>(isa: Isa, case: Case, seed: u64) {
         beta,
         MatMut { data: &mut want, row_stride: ldc, batch_stride: m * ldc },
     );
-    let (abs_a, abs_b): (Vec<f64>, Vec<f64>) = (a.iter().map(|x| x.abs()).collect(), b.iter().map(|x| x.abs()).collect());
+    let (abs_a, abs_b): (Vec<f64>, Vec<f64>) =
+        (a.iter().map(|x| x.abs()).collect(), b.iter().map(|x| x.abs()).collect());
     let mut bound = c0.iter().map(|x| x.abs()).collect::<Vec<_>>();
     gemm_reference(
         case.dims,
@@ -175,7 +176,16 @@ fn shapes_straddling_tiles_and_blocks() {
     // Around MR/NR of every path (4×4, 6×16, 8×32), KC (256, 384) and MC
     // (64, 144, 256); with m or n <= 64 the kernels read A / B in place,
     // above both they read packed panels.
-    for (m, n, k) in [(17, 33, 19), (5, 15, 64), (6, 16, 7), (31, 47, 385), (97, 50, 257), (145, 17, 33), (257, 18, 20), (80, 90, 60)] {
+    for (m, n, k) in [
+        (17, 33, 19),
+        (5, 15, 64),
+        (6, 16, 7),
+        (31, 47, 385),
+        (97, 50, 257),
+        (145, 17, 33),
+        (257, 18, 20),
+        (80, 90, 60),
+    ] {
         all_transposes(Case::new(1, m, n, k).scale(0.5, -1.25));
     }
 }
@@ -188,6 +198,15 @@ fn threaded_products() {
     check_all(Case::new(1, 200, 300, 50).scale(1.0, -1.0));
     check_all(Case::new(1, 200, 40, 130).layouts(TRANS, PLAIN).scale(1.0, 1.0));
     check_all(Case::new(3, 70, 90, 100).scale(2.0, 0.5));
+}
+
+#[test]
+fn deep_products_split_over_k() {
+    // Deep, with a row-major B (or column-major A) that a cut over N (M)
+    // would split: the threads take depth ranges and C sums their parts.
+    check_all(Case::new(1, 8, 40, 2100).scale(1.5, 0.5));
+    check_all(Case::new(1, 40, 8, 2100).layouts(TRANS, TRANS).scale(-1.0, 1.0));
+    check_all(Case::new(3, 8, 24, 2100).c_pad(3));
 }
 
 #[test]
@@ -225,12 +244,26 @@ fn nested_inside_rayon() {
     let b: Vec<f32> = rng.vec(k * n).iter().map(|&x| x as f32).collect();
     let dims = GemmDims { batch: 1, m, n, k };
     let mut want = vec![0f32; m * n];
-    gemm_reference(dims, 1.0, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), 0.0, MatMut { data: &mut want, row_stride: n, batch_stride: m * n });
+    gemm_reference(
+        dims,
+        1.0,
+        MatRef::row_major(&a, m, k),
+        MatRef::row_major(&b, k, n),
+        0.0,
+        MatMut { data: &mut want, row_stride: n, batch_stride: m * n },
+    );
     let outs: Vec<Vec<f32>> = (0..8)
         .into_par_iter()
         .map(|_| {
             let mut c = vec![f32::NAN; m * n];
-            gemm(dims, 1.0, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), 0.0, MatMut { data: &mut c, row_stride: n, batch_stride: m * n });
+            gemm(
+                dims,
+                1.0,
+                MatRef::row_major(&a, m, k),
+                MatRef::row_major(&b, k, n),
+                0.0,
+                MatMut { data: &mut c, row_stride: n, batch_stride: m * n },
+            );
             c
         })
         .collect();
@@ -245,14 +278,28 @@ fn nested_inside_rayon() {
 #[should_panic(expected = "too short")]
 fn short_operand_panics() {
     let (a, b, mut c) = (vec![0f32; 5], vec![0f32; 6], vec![0f32; 4]);
-    gemm(GemmDims { batch: 1, m: 2, n: 2, k: 3 }, 1.0, MatRef::row_major(&a, 2, 3), MatRef::row_major(&b, 3, 2), 0.0, MatMut { data: &mut c, row_stride: 2, batch_stride: 4 });
+    gemm(
+        GemmDims { batch: 1, m: 2, n: 2, k: 3 },
+        1.0,
+        MatRef::row_major(&a, 2, 3),
+        MatRef::row_major(&b, 3, 2),
+        0.0,
+        MatMut { data: &mut c, row_stride: 2, batch_stride: 4 },
+    );
 }
 
 #[test]
 #[should_panic(expected = "overlap")]
 fn overlapping_c_panics() {
     let (a, b, mut c) = (vec![0f32; 6], vec![0f32; 6], vec![0f32; 4]);
-    gemm(GemmDims { batch: 1, m: 2, n: 2, k: 3 }, 1.0, MatRef::row_major(&a, 2, 3), MatRef::row_major(&b, 3, 2), 0.0, MatMut { data: &mut c, row_stride: 1, batch_stride: 4 });
+    gemm(
+        GemmDims { batch: 1, m: 2, n: 2, k: 3 },
+        1.0,
+        MatRef::row_major(&a, 2, 3),
+        MatRef::row_major(&b, 3, 2),
+        0.0,
+        MatMut { data: &mut c, row_stride: 1, batch_stride: 4 },
+    );
 }
 
 #[test]

@@ -80,7 +80,7 @@ fn matmul_impl<T: FloatElement>(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let bsa = collapsed_stride(&batch_shape[split..], &sa[split..]).unwrap_or(0);
     let bsb = collapsed_stride(&batch_shape[split..], &sb[split..]).unwrap_or(0);
     let mut out = vec![T::ZERO; batch * m * n];
-    if k > 0 && inner > 0 {
+    if k > 0 && inner > 0 && m * n > 0 {
         let outer_shape = &batch_shape[..split];
         let mut idx = vec![0usize; split];
         for (o, c) in out.chunks_mut(inner * m * n).enumerate() {
@@ -181,6 +181,11 @@ mod tests {
         let c2 = a.matmul(&bt.t().unwrap()).unwrap();
         assert_eq!(c2.to_vec::<f64>().unwrap(), cv);
         assert!(a.matmul(&a).is_err());
+        // empty operands give empty (or zero) products, never a panic
+        let e = Tensor::zeros(&[2, 0, 4], crate::DType::F64);
+        assert_eq!(e.matmul(&b).unwrap().shape(), &[2, 0, 5]);
+        let z = Tensor::zeros(&[3, 0], crate::DType::F64).matmul(&Tensor::zeros(&[0, 2], crate::DType::F64)).unwrap();
+        assert_eq!(z.to_vec::<f64>().unwrap(), vec![0.0; 6]);
     }
 
     #[test]

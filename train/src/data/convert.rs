@@ -1,0 +1,228 @@
+//! Documents → GLiNER training examples.
+//!
+//! GLiNER trains on word spans over the words of `split_words` (the exact
+//! splitter of the reference), so every char-offset mention is mapped to
+//! (first word, last word). A mention that does not start at a word start
+//! and end at a word end cannot be represented; it is returned in
+//! [`Conversion::unmapped`] rather than dropped silently.
+//!
+//! Long documents are cut: first into sentences, then — if a sentence is
+//! still longer than `max_len` words — into word windows. No cut ever falls
+//! inside a (mapped) mention, so every mapped mention lands in exactly one
+//! example.
+
+use std::collections::HashMap;
+
+use kogner_models::gliner::words::{split_words, Word};
+
+use super::{char_slice, DataError, Document, LabelMap, Result};
+
+/// One GLiNER training example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub doc_id: String,
+    /// The example's words; their offsets stay those of the document text,
+    /// so predictions can be mapped back for evaluation.
+    pub words: Vec<Word>,
+    /// (first word, last word inclusive, label), indices into `words`, in
+    /// the document's mention order.
+    pub spans: Vec<(usize, usize, String)>,
+    /// Concept ids of each span (parallel to `spans`), for KG linking.
+    pub span_concepts: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvertOptions {
+    /// Longest example in words (GLiNER's `max_len`).
+    pub max_len: usize,
+    /// Cut every document into sentences, not only those longer than
+    /// `max_len` (what training on PubTator abstracts uses).
+    pub split_sentences: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            max_len: 384,
+            split_sentences: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnmappedReason {
+    /// `start > end`, or `end` past the text.
+    OutOfRange,
+    /// The mention starts inside a word or on whitespace.
+    NotAtWordStart,
+    /// The mention ends inside a word or on whitespace.
+    NotAtWordEnd,
+}
+
+/// A mention that has no word span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmapped {
+    pub doc_id: String,
+    pub start: usize,
+    pub end: usize,
+    /// The mention's text (empty when out of range).
+    pub text: String,
+    /// The natural-language label.
+    pub label: String,
+    pub reason: UnmappedReason,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Conversion {
+    pub examples: Vec<Example>,
+    pub unmapped: Vec<Unmapped>,
+}
+
+/// Sentence-final punctuation as GLiNER words.
+fn is_sentence_end(w: &Word) -> bool {
+    matches!(w.text.as_str(), "." | "!" | "?")
+}
+
+fn starts_sentence(w: &Word) -> bool {
+    w.text
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_uppercase() || c.is_numeric())
+}
+
+/// Convert documents to examples, renaming tags through `labels`. An
+/// unknown tag is an error naming the tag and document. A document without
+/// words gives no example.
+///
+/// Windows are at most `max_len` words, with one exception: when mentions
+/// overlapping one another chain over more than `max_len` words there is no
+/// cut that keeps them whole, and the window grows to the next free cut
+/// (keeping the mentions beats keeping the limit; GLiNER's own truncation
+/// would otherwise drop them).
+pub fn to_examples(
+    docs: &[Document],
+    labels: &LabelMap,
+    opts: &ConvertOptions,
+) -> Result<Conversion> {
+    if opts.max_len == 0 {
+        return Err(DataError::Options("max_len must be at least 1".into()));
+    }
+    let mut out = Conversion::default();
+    for doc in docs {
+        convert_document(doc, labels, opts, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn convert_document(
+    doc: &Document,
+    labels: &LabelMap,
+    opts: &ConvertOptions,
+    out: &mut Conversion,
+) -> Result<()> {
+    let words = split_words(&doc.text);
+    let by_start: HashMap<usize, usize> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.start, i))
+        .collect();
+    let by_end: HashMap<usize, usize> = words.iter().enumerate().map(|(i, w)| (w.end, i)).collect();
+    // (first word, last word, label, mention index)
+    let mut spans: Vec<(usize, usize, String, usize)> = Vec::with_capacity(doc.mentions.len());
+    for (mi, m) in doc.mentions.iter().enumerate() {
+        let label = labels
+            .label(&m.label)
+            .map_err(|e| DataError::Label(format!("document {}: {e}", doc.id)))?
+            .to_string();
+        let text = char_slice(&doc.text, m.start, m.end);
+        let reason = match (text, by_start.get(&m.start), by_end.get(&m.end)) {
+            (None, _, _) => Some(UnmappedReason::OutOfRange),
+            (_, None, _) => Some(UnmappedReason::NotAtWordStart),
+            (_, _, None) => Some(UnmappedReason::NotAtWordEnd),
+            (Some(_), Some(&s), Some(&e)) if s <= e => {
+                spans.push((s, e, label.clone(), mi));
+                None
+            }
+            // start == end at a word boundary: an empty mention.
+            _ => Some(UnmappedReason::NotAtWordEnd),
+        };
+        if let Some(reason) = reason {
+            out.unmapped.push(Unmapped {
+                doc_id: doc.id.clone(),
+                start: m.start,
+                end: m.end,
+                text: text.unwrap_or_default().to_string(),
+                label,
+                reason,
+            });
+        }
+    }
+    let n = words.len();
+    if n == 0 {
+        return Ok(());
+    }
+    // blocked[k]: a cut before word k would split a mention.
+    let mut depth = vec![0i64; n + 1];
+    for &(s, e, _, _) in &spans {
+        depth[s + 1] += 1;
+        depth[e + 1] -= 1;
+    }
+    let mut blocked = vec![false; n + 1];
+    let mut acc = 0;
+    for k in 0..=n {
+        acc += depth[k];
+        blocked[k] = acc > 0;
+    }
+
+    let mut segments = Vec::new();
+    if opts.split_sentences || n > opts.max_len {
+        let mut a = 0;
+        for k in 1..n {
+            if !blocked[k] && is_sentence_end(&words[k - 1]) && starts_sentence(&words[k]) {
+                segments.push((a, k));
+                a = k;
+            }
+        }
+        segments.push((a, n));
+    } else {
+        segments.push((0, n));
+    }
+    let mut windows = Vec::new();
+    for (a, b) in segments {
+        let mut s = a;
+        while s < b {
+            let mut e = (s + opts.max_len).min(b);
+            while e > s && e < b && blocked[e] {
+                e -= 1;
+            }
+            if e == s {
+                e = (s + opts.max_len + 1..b)
+                    .find(|&k| !blocked[k])
+                    .unwrap_or(b);
+            }
+            windows.push((s, e));
+            s = e;
+        }
+    }
+    // Windows are in order and disjoint: assign each span by its first word.
+    let mut per_window: Vec<Vec<usize>> = vec![Vec::new(); windows.len()];
+    for (si, &(s, _, _, _)) in spans.iter().enumerate() {
+        let w = windows.partition_point(|&(_, e)| e <= s);
+        per_window[w].push(si);
+    }
+    for ((a, b), members) in windows.into_iter().zip(per_window) {
+        let mut ex = Example {
+            doc_id: doc.id.clone(),
+            words: words[a..b].to_vec(),
+            spans: Vec::with_capacity(members.len()),
+            span_concepts: Vec::with_capacity(members.len()),
+        };
+        for si in members {
+            let (s, e, ref label, mi) = spans[si];
+            ex.spans.push((s - a, e - a, label.clone()));
+            ex.span_concepts.push(doc.mentions[mi].concept_ids.clone());
+        }
+        out.examples.push(ex);
+    }
+    Ok(())
+}
