@@ -5,7 +5,7 @@
 //! document text here.
 //!
 //! BC5CDR's 4-column relation lines (`PMID CID chem disease`) carry no
-//! offsets; they are checked for shape and skipped, since the common form
+//! offsets; their PMID is checked and they are skipped, since the common form
 //! holds mentions only.
 
 use std::path::Path;

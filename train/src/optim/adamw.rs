@@ -71,7 +71,7 @@ impl AdamW {
         }
         let mut seen = HashSet::new();
         for g in &groups {
-            if !(g.lr >= 0.0 && g.lr.is_finite()) || !(g.weight_decay >= 0.0 && g.weight_decay.is_finite()) {
+            if !(g.lr >= 0.0 && g.lr.is_finite() && g.weight_decay >= 0.0 && g.weight_decay.is_finite()) {
                 return Err(err(format!("group `{}`: lr {} and weight decay {} must be finite numbers ≥ 0", g.name, g.lr, g.weight_decay)));
             }
             for p in &g.params {
@@ -211,7 +211,7 @@ impl Hyper {
         let bc1 = 1.0 - c.beta1.powf(t);
         let bc2 = 1.0 - c.beta2.powf(t);
         Hyper {
-            decay: (wd != 0.0).then(|| 1.0 - lr * wd),
+            decay: (wd != 0.0).then_some(1.0 - lr * wd),
             lerp_w: 1.0 - c.beta1,
             beta2: c.beta2,
             one_minus_beta2: 1.0 - c.beta2,
@@ -233,7 +233,7 @@ fn update<T: FloatElement>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &H
         let gi = g[i];
         let mut pi = p[i];
         if let Some(d) = decay {
-            pi = pi * d;
+            pi *= d;
         }
         // torch.lerp's two-branch formula.
         let mi = if small_w { m[i] + w * (gi - m[i]) } else { gi - (gi - m[i]) * one_minus_w };
