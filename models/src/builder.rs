@@ -24,37 +24,29 @@ pub trait TensorSource: Send {
     fn describe(&self) -> String;
 }
 
-impl TensorSource for SafeTensorsFile {
-    fn tensor(&self, name: &str) -> Result<Option<Tensor>> {
-        if self.contains(name) {
-            self.get(name).map(Some)
-        } else {
-            Ok(None)
+/// The two weight-file readers share their access methods.
+macro_rules! file_source {
+    ($t:ty) => {
+        impl TensorSource for $t {
+            fn tensor(&self, name: &str) -> Result<Option<Tensor>> {
+                if self.contains(name) {
+                    self.get(name).map(Some)
+                } else {
+                    Ok(None)
+                }
+            }
+            fn names(&self) -> Vec<String> {
+                <$t>::names(self)
+            }
+            fn describe(&self) -> String {
+                self.path().display().to_string()
+            }
         }
-    }
-    fn names(&self) -> Vec<String> {
-        SafeTensorsFile::names(self)
-    }
-    fn describe(&self) -> String {
-        self.path().display().to_string()
-    }
+    };
 }
 
-impl TensorSource for PytorchFile {
-    fn tensor(&self, name: &str) -> Result<Option<Tensor>> {
-        if self.contains(name) {
-            self.get(name).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-    fn names(&self) -> Vec<String> {
-        PytorchFile::names(self)
-    }
-    fn describe(&self) -> String {
-        self.path().display().to_string()
-    }
-}
+file_source!(SafeTensorsFile);
+file_source!(PytorchFile);
 
 /// An in-memory state dict (tests, assembled fixtures).
 pub struct TensorMap {

@@ -67,3 +67,43 @@ pub fn key_mask(attention_mask: &kogner_tensor::Tensor) -> Result<kogner_tensor:
     let s = attention_mask.shape();
     attention_mask.reshape(&[s[0], 1, 1, s[1]])
 }
+
+/// One post-LN transformer layer's weights: Q/K/V projections, attention
+/// output block and feed-forward (names as in HF state dicts).
+pub struct TransformerLayer {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub attn_out: DenseResidualNorm,
+    pub ffn: FeedForward,
+}
+
+/// Sizes and names that differ between BERT and DeBERTa layers.
+pub struct LayerShape {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub eps: f64,
+    pub dropout: f64,
+    /// e.g. `["query", "key", "value"]` (BERT) or `["query_proj", "key_proj", "value_proj"]` (DeBERTa).
+    pub qkv_names: [&'static str; 3],
+}
+
+impl TransformerLayer {
+    /// `lb` points at `encoder.layer.N`.
+    pub fn new(lb: &ParamBuilder, s: &LayerShape) -> Result<Self> {
+        let (att, h) = (lb.pp("attention"), s.hidden);
+        let sa = att.pp("self");
+        Ok(TransformerLayer {
+            query: Linear::new(&sa.pp(s.qkv_names[0]), h, h, true)?,
+            key: Linear::new(&sa.pp(s.qkv_names[1]), h, h, true)?,
+            value: Linear::new(&sa.pp(s.qkv_names[2]), h, h, true)?,
+            attn_out: DenseResidualNorm::new(&att.pp("output"), h, h, s.eps, s.dropout)?,
+            ffn: FeedForward::new(lb, h, s.intermediate, s.eps, s.dropout)?,
+        })
+    }
+
+    /// `num` layers under `encoder.layer.{0..num}`.
+    pub fn stack(encoder: &ParamBuilder, num: usize, s: &LayerShape) -> Result<Vec<Self>> {
+        (0..num).map(|l| Self::new(&encoder.pp("layer").pp(l.to_string()), s)).collect()
+    }
+}

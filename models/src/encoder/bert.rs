@@ -3,19 +3,11 @@
 
 use kogner_tensor::{DType, Error, Result, Tensor};
 
-use super::attention::{key_mask, merge_heads, split_heads, DenseResidualNorm, FeedForward};
+use super::attention::{key_mask, merge_heads, split_heads, LayerShape, TransformerLayer};
 use super::EncoderOutput;
 use crate::builder::ParamBuilder;
 use crate::config::BertConfig;
-use crate::nn::{Embedding, LayerNorm, Linear, Mode};
-
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: DenseResidualNorm,
-    ffn: FeedForward,
-}
+use crate::nn::{Embedding, LayerNorm, Mode};
 
 pub struct Bert {
     config: BertConfig,
@@ -23,7 +15,7 @@ pub struct Bert {
     position_embeddings: Embedding,
     token_type_embeddings: Embedding,
     emb_norm: LayerNorm,
-    layers: Vec<Layer>,
+    layers: Vec<TransformerLayer>,
 }
 
 impl Bert {
@@ -31,20 +23,14 @@ impl Bert {
     pub fn new(b: &ParamBuilder, c: &BertConfig) -> Result<Bert> {
         let h = c.hidden_size;
         let emb = b.pp("embeddings");
-        let layers = (0..c.num_layers)
-            .map(|l| {
-                let lb = b.pp("encoder").pp("layer").pp(l.to_string());
-                let att = lb.pp("attention");
-                let sa = att.pp("self");
-                Ok(Layer {
-                    query: Linear::new(&sa.pp("query"), h, h, true)?,
-                    key: Linear::new(&sa.pp("key"), h, h, true)?,
-                    value: Linear::new(&sa.pp("value"), h, h, true)?,
-                    attn_out: DenseResidualNorm::new(&att.pp("output"), h, h, c.layer_norm_eps, c.hidden_dropout)?,
-                    ffn: FeedForward::new(&lb, h, c.intermediate_size, c.layer_norm_eps, c.hidden_dropout)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let shape = LayerShape {
+            hidden: h,
+            intermediate: c.intermediate_size,
+            eps: c.layer_norm_eps,
+            dropout: c.hidden_dropout,
+            qkv_names: ["query", "key", "value"],
+        };
+        let layers = TransformerLayer::stack(&b.pp("encoder"), c.num_layers, &shape)?;
         Ok(Bert {
             config: c.clone(),
             word_embeddings: Embedding::new(&emb.pp("word_embeddings"), c.vocab_size, h, 0.02)?,

@@ -6,11 +6,11 @@ use kogner_autograd::Var;
 use kogner_tensor::{with_float_dtype, Error, FloatElement, Result, Tensor};
 use rayon::prelude::*;
 
-use super::attention::{key_mask, merge_heads, split_heads, DenseResidualNorm, FeedForward};
+use super::attention::{key_mask, merge_heads, split_heads, LayerShape, TransformerLayer};
 use super::EncoderOutput;
 use crate::builder::{Init, ParamBuilder};
 use crate::config::DebertaConfig;
-use crate::nn::{Embedding, LayerNorm, Linear, Mode};
+use crate::nn::{Embedding, LayerNorm, Mode};
 
 /// HF's `make_log_bucket_position` for one relative distance, evaluated in
 /// f32 as torch does (f64 can land one bucket off exactly at a boundary).
@@ -109,14 +109,6 @@ fn scores_backward<T: FloatElement>(g: &Tensor, idx: &[u32], t: usize, w: usize,
     Ok((Tensor::from_vec(dc, cshape)?, Tensor::from_vec(dp, cshape)?))
 }
 
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: DenseResidualNorm,
-    ffn: FeedForward,
-}
-
 pub struct Deberta {
     config: DebertaConfig,
     word_embeddings: Embedding,
@@ -125,7 +117,7 @@ pub struct Deberta {
     emb_norm: LayerNorm,
     rel_embeddings: Var,
     rel_norm: Option<LayerNorm>,
-    layers: Vec<Layer>,
+    layers: Vec<TransformerLayer>,
 }
 
 impl Deberta {
@@ -134,20 +126,14 @@ impl Deberta {
         let h = c.hidden_size;
         let emb = b.pp("embeddings");
         let enc = b.pp("encoder");
-        let layers = (0..c.num_layers)
-            .map(|l| {
-                let lb = enc.pp("layer").pp(l.to_string());
-                let att = lb.pp("attention");
-                let sa = att.pp("self");
-                Ok(Layer {
-                    query: Linear::new(&sa.pp("query_proj"), h, h, true)?,
-                    key: Linear::new(&sa.pp("key_proj"), h, h, true)?,
-                    value: Linear::new(&sa.pp("value_proj"), h, h, true)?,
-                    attn_out: DenseResidualNorm::new(&att.pp("output"), h, h, c.layer_norm_eps, c.hidden_dropout)?,
-                    ffn: FeedForward::new(&lb, h, c.intermediate_size, c.layer_norm_eps, c.hidden_dropout)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let shape = LayerShape {
+            hidden: h,
+            intermediate: c.intermediate_size,
+            eps: c.layer_norm_eps,
+            dropout: c.hidden_dropout,
+            qkv_names: ["query_proj", "key_proj", "value_proj"],
+        };
+        let layers = TransformerLayer::stack(&enc, c.num_layers, &shape)?;
         Ok(Deberta {
             config: c.clone(),
             word_embeddings: Embedding::new(&emb.pp("word_embeddings"), c.vocab_size, h, 0.02)?,
