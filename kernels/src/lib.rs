@@ -12,6 +12,7 @@ pub mod float;
 pub mod gemm;
 pub mod isa;
 pub mod layer_norm;
+pub mod mmap;
 pub mod peak;
 pub mod reduce;
 mod simd;

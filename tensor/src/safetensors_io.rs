@@ -3,19 +3,35 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
-use memmap2::Mmap;
-use safetensors::{tensor::TensorView, Dtype as StDtype, SafeTensors};
+use kogner_kernels::mmap::map_range;
+use safetensors::{tensor::TensorView, Dtype as StDtype};
+use serde_json::Value;
 
 use crate::{DType, Error, Result, Tensor};
 
-/// An open safetensors file. Tensors are decoded on request from the mapping.
+/// One tensor's entry in the header.
+struct Entry {
+    dtype: String,
+    shape: Vec<usize>,
+    /// Byte range within the data section.
+    start: u64,
+    end: u64,
+}
+
+/// An open safetensors file. The header is read once; each tensor is
+/// decoded on request from a memory map of just its bytes, which is dropped
+/// right after — so loading a model never holds the whole file mapped on
+/// top of the decoded weights (peak memory ≈ weights + one tensor).
 pub struct SafeTensorsFile {
     path: PathBuf,
-    mmap: Mmap,
+    file: File,
+    data_start: u64,
+    entries: HashMap<String, Entry>,
+    metadata: HashMap<String, String>,
 }
 
 fn st_dtype(d: DType) -> StDtype {
@@ -29,22 +45,62 @@ fn st_dtype(d: DType) -> StDtype {
     }
 }
 
+/// Bytes per element of a safetensors dtype name we decode.
+fn dtype_size(name: &str) -> Option<usize> {
+    Some(match name {
+        "F64" | "I64" => 8,
+        "F32" | "I32" => 4,
+        "BF16" | "F16" => 2,
+        "U8" | "BOOL" => 1,
+        _ => return None,
+    })
+}
+
 impl SafeTensorsFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::file(path, e))?;
-        // SAFETY note (not an unsafe block of ours to justify beyond this): the
-        // mapping is read-only and we copy tensors out before returning them;
-        // a file truncated underneath us would fault, as with any mmap reader.
-        #[allow(unsafe_code)]
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::file(path, e))?;
-        // Validate the header once so later errors are about tensors, not format.
-        SafeTensors::deserialize(&mmap).map_err(|e| Error::file(path, format!("not a valid safetensors file: {e}")))?;
-        Ok(SafeTensorsFile { path: path.to_path_buf(), mmap })
-    }
-
-    fn parsed(&self) -> SafeTensors<'_> {
-        SafeTensors::deserialize(&self.mmap).expect("validated in open")
+        let bad = |msg: String| Error::file(path, format!("not a valid safetensors file: {msg}"));
+        let mut file = File::open(path).map_err(|e| Error::file(path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::file(path, e))?.len();
+        let mut len_bytes = [0u8; 8];
+        file.read_exact(&mut len_bytes).map_err(|_| bad("shorter than its 8-byte header length".into()))?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > 100_000_000 || 8 + header_len > file_len {
+            return Err(bad(format!("header length {header_len} does not fit a file of {file_len} bytes")));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header).map_err(|e| Error::file(path, e))?;
+        let header: Value = serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+        let obj = header.as_object().ok_or_else(|| bad("header is not a JSON object".into()))?;
+        let data_len = file_len - 8 - header_len;
+        let mut entries = HashMap::new();
+        let mut metadata = HashMap::new();
+        for (name, v) in obj {
+            if name == "__metadata__" {
+                if let Some(m) = v.as_object() {
+                    metadata = m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect();
+                }
+                continue;
+            }
+            let dtype = v["dtype"].as_str().ok_or_else(|| bad(format!("tensor `{name}` has no dtype")))?.to_string();
+            let shape: Vec<usize> = v["shape"]
+                .as_array()
+                .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+                .ok_or_else(|| bad(format!("tensor `{name}` has no valid shape")))?;
+            let offs: Vec<u64> = v["data_offsets"].as_array().and_then(|a| a.iter().map(Value::as_u64).collect()).unwrap_or_default();
+            let [start, end] = offs[..] else { return Err(bad(format!("tensor `{name}` has no valid data_offsets"))) };
+            if start > end || end > data_len {
+                return Err(bad(format!("tensor `{name}` data {start}..{end} outside the {data_len}-byte data section")));
+            }
+            if let Some(size) = dtype_size(&dtype) {
+                let numel: usize = shape.iter().product();
+                if (end - start) as usize != numel * size {
+                    return Err(bad(format!("tensor `{name}` has {} bytes for shape {shape:?} of {dtype}", end - start)));
+                }
+            }
+            entries.insert(name.clone(), Entry { dtype, shape, start, end });
+        }
+        Ok(SafeTensorsFile { path: path.to_path_buf(), file, data_start: 8 + header_len, entries, metadata })
     }
 
     pub fn path(&self) -> &Path {
@@ -53,32 +109,35 @@ impl SafeTensorsFile {
 
     /// Tensor names, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.parsed().names().into_iter().cloned().collect();
+        let mut v: Vec<String> = self.entries.keys().cloned().collect();
         v.sort();
         v
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.parsed().tensor(name).is_ok()
+        self.entries.contains_key(name)
     }
 
     pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
-        self.parsed().tensor(name).ok().map(|t| t.shape().to_vec())
+        self.entries.get(name).map(|e| e.shape.clone())
     }
 
     /// The `__metadata__` string map, if any.
     pub fn metadata(&self) -> HashMap<String, String> {
-        let (_, meta) = SafeTensors::read_metadata(&self.mmap).expect("validated in open");
-        meta.metadata().clone().unwrap_or_default()
+        self.metadata.clone()
     }
 
     /// The tensor `name` in its stored dtype.
     pub fn get(&self, name: &str) -> Result<Tensor> {
-        let st = self.parsed();
-        let view = st
-            .tensor(name)
-            .map_err(|_| Error::file(&self.path, format!("missing tensor `{name}`")))?;
-        decode(&view).map_err(|msg| Error::file(&self.path, format!("tensor `{name}`: {msg}")))
+        let e = self.entries.get(name).ok_or_else(|| Error::file(&self.path, format!("missing tensor `{name}`")))?;
+        let len = (e.end - e.start) as usize;
+        let decoded = if len == 0 {
+            decode(&e.dtype, &e.shape, &[])
+        } else {
+            let map = map_range(&self.file, self.data_start + e.start, len).map_err(|err| Error::file(&self.path, err))?;
+            decode(&e.dtype, &e.shape, &map)
+        };
+        decoded.map_err(|msg| Error::file(&self.path, format!("tensor `{name}`: {msg}")))
     }
 
     /// The tensor `name`, checked to have `shape`, converted to `dtype`
@@ -99,19 +158,16 @@ fn le_vec<T, const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
     bytes.chunks_exact(N).map(|c| f(c.try_into().unwrap())).collect()
 }
 
-fn decode(view: &TensorView<'_>) -> std::result::Result<Tensor, String> {
-    let shape = view.shape().to_vec();
-    let b = view.data();
-    let t = match view.dtype() {
-        StDtype::F32 => Tensor::from_vec(le_vec(b, f32::from_le_bytes), &shape),
-        StDtype::F64 => Tensor::from_vec(le_vec(b, f64::from_le_bytes), &shape),
-        StDtype::BF16 => Tensor::from_vec(le_vec(b, |c: [u8; 2]| bf16::from_bits(u16::from_le_bytes(c))), &shape),
-        StDtype::F16 => Tensor::from_vec(le_vec(b, |c: [u8; 2]| f16::from_bits(u16::from_le_bytes(c))), &shape),
-        StDtype::U8 => Tensor::from_vec(b.to_vec(), &shape),
-        StDtype::BOOL => Tensor::from_vec(b.to_vec(), &shape),
-        StDtype::I64 => Tensor::from_vec(le_vec(b, i64::from_le_bytes), &shape),
-        StDtype::I32 => Tensor::from_vec(le_vec(b, |c: [u8; 4]| i32::from_le_bytes(c) as i64), &shape),
-        other => return Err(format!("unsupported dtype {other:?}")),
+fn decode(dtype: &str, shape: &[usize], b: &[u8]) -> std::result::Result<Tensor, String> {
+    let t = match dtype {
+        "F32" => Tensor::from_vec(le_vec(b, f32::from_le_bytes), shape),
+        "F64" => Tensor::from_vec(le_vec(b, f64::from_le_bytes), shape),
+        "BF16" => Tensor::from_vec(le_vec(b, |c: [u8; 2]| bf16::from_bits(u16::from_le_bytes(c))), shape),
+        "F16" => Tensor::from_vec(le_vec(b, |c: [u8; 2]| f16::from_bits(u16::from_le_bytes(c))), shape),
+        "U8" | "BOOL" => Tensor::from_vec(b.to_vec(), shape),
+        "I64" => Tensor::from_vec(le_vec(b, i64::from_le_bytes), shape),
+        "I32" => Tensor::from_vec(le_vec(b, |c: [u8; 4]| i32::from_le_bytes(c) as i64), shape),
+        other => return Err(format!("unsupported dtype {other}")),
     };
     t.map_err(|e| e.to_string())
 }
