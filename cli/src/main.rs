@@ -3,8 +3,11 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod eval;
 mod init;
 mod predict;
+mod teacher;
+mod train;
 
 #[derive(Parser)]
 #[command(name = "kogner", version, about = "Knowledge-graph distilled biomedical NER (KoGNER) on a from-scratch tensor engine")]
@@ -23,6 +26,12 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Write a randomly initialised GLiNER model folder of a real model's shape (for benchmarks).
     Init(init::InitArgs),
+    /// Train a GLiNER student on an NER corpus (checkpoints, --resume, metrics, dev evaluation).
+    Train(train::TrainArgs),
+    /// Strict span-level precision/recall/F1 of a model on an annotated corpus.
+    Eval(eval::EvalArgs),
+    /// Build the knowledge-graph teacher: node-name embeddings (Z), graph transformer (Z'), TransR (Z''), export H.
+    Teacher(teacher::TeacherArgs),
 }
 
 /// Print a line to stdout; a closed pipe (`kogner bench | head`) ends the
@@ -43,6 +52,9 @@ fn main() {
         Command::Info => bench::info(),
         Command::Init(args) => init::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Teacher(args) => teacher::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

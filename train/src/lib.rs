@@ -5,4 +5,5 @@ pub mod data;
 pub mod eval;
 pub mod kg;
 pub mod optim;
+pub mod student;
 pub mod teacher;

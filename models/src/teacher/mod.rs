@@ -2,3 +2,4 @@
 
 pub mod graph_transformer;
 pub mod transr;
+pub mod text;

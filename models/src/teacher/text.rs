@@ -1,0 +1,1 @@
+//! Z: sentence embeddings of node names (MiniLM mean pooling + L2), SPEC §5.

@@ -1,0 +1,1 @@
+//! Training the GLiNER student.

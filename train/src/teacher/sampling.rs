@@ -1,0 +1,1 @@
+//! neighbour-sampled mini-batches for the graph transformer.

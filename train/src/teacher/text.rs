@@ -1,0 +1,1 @@
+//! Z for every KG node, batched, cached by KG content.
