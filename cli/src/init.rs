@@ -16,8 +16,9 @@ pub struct InitArgs {
     /// Output folder (created).
     #[arg(long)]
     out: PathBuf,
-    /// Folder with a GLiNER tokenizer.json (the real DeBERTa-v3 vocabulary is not available
-    /// offline: the fixtures' 8k vocabulary stands in; the embedding keeps 128,100 + 3 rows).
+    /// Folder with a tokenizer.json (DeBERTa default: the fixtures' 8k vocabulary stands in for the
+    /// real one, which is not available offline; the embedding keeps 128,100 + 3 rows). MiniLM
+    /// default: its own tokenizer. GLiNER's tokens are added when missing.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// The all-MiniLM-L6-v2 folder (minilm only).
@@ -29,13 +30,9 @@ pub struct InitArgs {
 
 pub fn run(args: InitArgs) -> Result<()> {
     let preset = Preset::from_name(&args.encoder)?;
-    let tokenizer = args.tokenizer.unwrap_or_else(|| {
-        PathBuf::from(match preset {
-            Preset::MiniLm => "../shared/fixtures/gliner/minilm",
-            _ => "../shared/fixtures/gliner/deberta-tiny",
-        })
-    });
-    let sources = InitSources { tokenizer_dir: &tokenizer, minilm_dir: Some(&args.minilm) };
+    // MiniLM brings its own tokenizer (GLiNER's tokens are added to it).
+    let tokenizer = args.tokenizer.or_else(|| (preset != Preset::MiniLm).then(|| PathBuf::from("../shared/fixtures/gliner/deberta-tiny")));
+    let sources = InitSources { tokenizer_dir: tokenizer.as_deref(), minilm_dir: Some(&args.minilm) };
     let config = init_model(preset, &sources, &args.out, args.seed)?;
     emit(&format!(
         "wrote {} ({} encoder, hidden {}, GLiNER hidden {}, max_width {})",

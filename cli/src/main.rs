@@ -47,6 +47,7 @@ pub(crate) fn emit(line: &str) -> anyhow::Result<()> {
 
 fn main() {
     let cli = Cli::parse();
+    kogner_kernels::alloc::retain_freed_memory();
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::Info => bench::info(),

@@ -1,11 +1,195 @@
-//! `kogner train`.
+//! `kogner train`: settings from `--config FILE.toml|json`, overridden by
+//! flags; progress bar with loss, learning rates, sentences/s and ETA.
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use kogner_train::student::{Event, TrainConfig, Trainer};
+use serde_json::{json, Map, Value};
+
+use crate::emit;
 
 #[derive(Args)]
-pub struct TrainArgs {}
+pub struct TrainArgs {
+    /// TOML or JSON file of settings (names as the flags, with underscores); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Training corpus: a file, or a folder for brat.
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// iob, pubtator, brat or gliner [default: iob].
+    #[arg(long)]
+    train_format: Option<String>,
+    /// Leave out these training documents (ids, one per line).
+    #[arg(long)]
+    train_exclude_ids: Option<PathBuf>,
+    /// Development corpus: evaluated every --eval-every steps; the best model goes to OUT/best.
+    #[arg(long)]
+    dev: Option<PathBuf>,
+    /// Format of --dev [default: --train-format].
+    #[arg(long)]
+    dev_format: Option<String>,
+    /// Corpus tags → labels, `TAG=label,...`, or a corpus name: ncbi-disease, bc5cdr, jnlpba, gliner.
+    #[arg(long)]
+    labels: Option<String>,
+    /// A BERT-family encoder folder (e.g. all-MiniLM-L6-v2): a new GLiNER head on top.
+    #[arg(long, conflicts_with = "init")]
+    encoder: Option<PathBuf>,
+    /// A GLiNER model folder to fine-tune.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Run folder: checkpoint/, best/, metrics.jsonl, curve.svg, train_config.json.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint (same settings).
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    grad_accum: Option<usize>,
+    #[arg(long)]
+    lr_encoder: Option<f64>,
+    #[arg(long)]
+    lr_head: Option<f64>,
+    #[arg(long)]
+    weight_decay_encoder: Option<f64>,
+    #[arg(long)]
+    weight_decay_head: Option<f64>,
+    /// cosine, linear or constant (after the warm-up).
+    #[arg(long)]
+    scheduler: Option<String>,
+    #[arg(long)]
+    warmup_ratio: Option<f64>,
+    /// 0 disables clipping.
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    #[arg(long)]
+    max_width: Option<usize>,
+    #[arg(long)]
+    max_len: Option<usize>,
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// sum (GLiNER's default) or mean.
+    #[arg(long)]
+    loss_reduction: Option<String>,
+    #[arg(long)]
+    focal_alpha: Option<f64>,
+    #[arg(long)]
+    focal_gamma: Option<f64>,
+    /// all (every label in every example) or gliner (GLiNER's negative label sampling).
+    #[arg(long)]
+    label_sampling: Option<String>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Evaluate on --dev every N steps (0: at the end only).
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Write the resumable checkpoint every N steps [default: --eval-every, else 100].
+    #[arg(long)]
+    save_every: Option<usize>,
+    #[arg(long)]
+    threshold: Option<f32>,
+    #[arg(long)]
+    eval_batch_size: Option<usize>,
+}
 
-pub fn run(_args: TrainArgs) -> Result<()> {
-    anyhow::bail!("kogner train: not implemented yet")
+impl TrainArgs {
+    /// The flags given, as settings.
+    fn overrides(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| json!(p));
+        put("train", path(&self.train));
+        put("train_format", self.train_format.as_ref().map(|v| json!(v)));
+        put("train_exclude_ids", path(&self.train_exclude_ids));
+        put("dev", path(&self.dev));
+        put("dev_format", self.dev_format.as_ref().map(|v| json!(v)));
+        put("labels", self.labels.as_ref().map(|v| json!(v)));
+        put("encoder", path(&self.encoder));
+        put("init", path(&self.init));
+        put("out", path(&self.out));
+        put("steps", self.steps.map(|v| json!(v)));
+        put("batch_size", self.batch_size.map(|v| json!(v)));
+        put("grad_accum", self.grad_accum.map(|v| json!(v)));
+        put("lr_encoder", self.lr_encoder.map(|v| json!(v)));
+        put("lr_head", self.lr_head.map(|v| json!(v)));
+        put("weight_decay_encoder", self.weight_decay_encoder.map(|v| json!(v)));
+        put("weight_decay_head", self.weight_decay_head.map(|v| json!(v)));
+        put("scheduler", self.scheduler.as_ref().map(|v| json!(v)));
+        put("warmup_ratio", self.warmup_ratio.map(|v| json!(v)));
+        put("max_grad_norm", self.max_grad_norm.map(|v| json!(v)));
+        put("max_width", self.max_width.map(|v| json!(v)));
+        put("max_len", self.max_len.map(|v| json!(v)));
+        put("dropout", self.dropout.map(|v| json!(v)));
+        put("loss_reduction", self.loss_reduction.as_ref().map(|v| json!(v)));
+        put("focal_alpha", self.focal_alpha.map(|v| json!(v)));
+        put("focal_gamma", self.focal_gamma.map(|v| json!(v)));
+        put("label_sampling", self.label_sampling.as_ref().map(|v| json!(v)));
+        put("seed", self.seed.map(|v| json!(v)));
+        put("eval_every", self.eval_every.map(|v| json!(v)));
+        put("save_every", self.save_every.map(|v| json!(v)));
+        put("threshold", self.threshold.map(|v| json!(v)));
+        put("eval_batch_size", self.eval_batch_size.map(|v| json!(v)));
+        m
+    }
+}
+
+/// Settings: the saved ones of a resumed run, else the config file; flags on top.
+fn settings(args: &TrainArgs) -> Result<TrainConfig> {
+    let mut base = match (&args.config, args.resume, &args.out) {
+        (Some(file), _, _) => TrainConfig::file_value(file)?,
+        (None, true, Some(out)) => TrainConfig::file_value(&out.join("train_config.json"))?,
+        (None, true, None) => bail!("--resume needs --out (the run folder to continue)"),
+        (None, false, _) => Map::new(),
+    };
+    base.extend(args.overrides());
+    let origin = args.config.as_ref().map_or("flags".to_string(), |p| p.display().to_string());
+    Ok(TrainConfig::from_value(base, &origin)?)
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let config = settings(&args)?;
+    let mut trainer = Trainer::new(config, args.resume)?;
+    let cfg = trainer.config.clone();
+    eprintln!(
+        "training on {} examples ({} mentions without a word span), labels {:?}, {} steps of {} × {}{}",
+        trainer.num_examples(),
+        trainer.unmapped.len(),
+        trainer.labels(),
+        cfg.steps,
+        cfg.batch_size,
+        cfg.grad_accum,
+        if trainer.state.step > 0 { format!(", resuming after step {}", trainer.state.step) } else { String::new() }
+    );
+    let bar = ProgressBar::new(cfg.steps as u64).with_position(trainer.state.step as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]")
+            .expect("static template"),
+    );
+    let state = trainer.run(|event| match event {
+        Event::Step(s) => {
+            bar.set_position(s.step as u64);
+            bar.set_message(format!("loss {:.4}  lr {:.2e}/{:.2e}  {:.1} sent/s", s.loss, s.lr_encoder, s.lr_head, s.sentences_per_s));
+        }
+        Event::Eval { step, report, best } => bar.suspend(|| eprintln!(
+            "step {step}: dev P {:.2} R {:.2} F1 {:.2}{}",
+            100.0 * report.micro.precision,
+            100.0 * report.micro.recall,
+            100.0 * report.micro.f1,
+            if best { "  (best)" } else { "" }
+        )),
+        Event::Saved { .. } => {}
+    })?;
+    bar.finish();
+    let out = trainer.out().display().to_string();
+    emit(&json!({"out": out, "steps": state.step, "best_dev_f1": state.best_f1, "best_step": state.best_step, "model": format!("{out}/best")}).to_string())
 }

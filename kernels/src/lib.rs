@@ -6,6 +6,7 @@
 //! chosen at run time by [`Isa::active`]. Tests compare each SIMD path with
 //! the scalar one on random, odd and tiny sizes.
 
+pub mod alloc;
 pub mod bench;
 pub mod convert;
 pub mod float;

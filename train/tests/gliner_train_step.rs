@@ -12,11 +12,12 @@ use kogner_models::builder::open_weights;
 use kogner_models::config::{EncoderConfig, GlinerConfig};
 use kogner_models::gliner::model::Gliner;
 use kogner_models::gliner::pipeline::model_inputs;
-use kogner_models::gliner::processor::{BatchItem, GlinerBatch, GlinerProcessor};
+use kogner_models::gliner::processor::{BatchItem, GlinerProcessor};
 use kogner_models::gliner::words::Word;
 use kogner_models::nn::Mode;
 use kogner_tensor::safetensors_io::SafeTensorsFile;
 use kogner_tensor::{DType, Tensor};
+use kogner_train::student::targets::{loss_mask, span_targets};
 use kogner_train::optim::{clip_grad_norm, gliner_param_groups, AdamW, AdamWConfig, GlinerGroupHyper, Schedule};
 use serde_json::Value;
 
@@ -54,40 +55,22 @@ fn ints(v: &Value) -> Vec<i64> {
     v.as_array().expect("array").iter().flat_map(|x| if x.is_array() { ints(x) } else { vec![x.as_i64().expect("int")] }).collect()
 }
 
-/// GLiNER's span targets `[B, W, K, C]`: 1 at (start, width, class of the
-/// label) for every gold span narrower than K whose label is offered;
-/// gold spans with other labels are ignored.
-fn span_targets(batch: &GlinerBatch, records: &[Value]) -> Tensor {
-    let (b, w, k, c) = (batch.batch_size, batch.num_words, batch.max_width, batch.num_classes);
-    let mut t = vec![0f32; b * w * k * c];
-    for (bi, rec) in records.iter().enumerate() {
-        for span in rec["ner"].as_array().expect("ner") {
-            let (s, e) = (span[0].as_u64().expect("start") as usize, span[1].as_u64().expect("end") as usize);
-            let label = span[2].as_str().expect("label");
-            let Some(ci) = batch.labels[bi].iter().position(|l| l == label) else { continue };
-            if e < s || e - s >= k || e >= batch.text_lengths[bi] {
-                continue;
-            }
-            t[((bi * w + s) * k + (e - s)) * c + ci] = 1.0;
-        }
-    }
-    Tensor::from_vec(t, &[b, w, k, c]).expect("targets")
-}
-
-/// span_mask ⊗ prompts_embedding_mask, `[B, W, K, C]`.
-fn loss_mask(batch: &GlinerBatch) -> Tensor {
-    let (b, w, k, c) = (batch.batch_size, batch.num_words, batch.max_width, batch.num_classes);
-    let mut m = vec![0f32; b * w * k * c];
-    for bi in 0..b {
-        for s in 0..w * k {
-            for ci in 0..c {
-                if batch.span_mask[bi * w * k + s] && batch.prompts_embedding_mask[bi * c + ci] {
-                    m[(bi * w * k + s) * c + ci] = 1.0;
-                }
-            }
-        }
-    }
-    Tensor::from_vec(m, &[b, w, k, c]).expect("mask")
+/// Each record's gold spans `(first word, last word, label)`.
+fn record_spans(records: &[Value]) -> Vec<Vec<(usize, usize, String)>> {
+    records
+        .iter()
+        .map(|rec| {
+            rec["ner"]
+                .as_array()
+                .expect("ner")
+                .iter()
+                .map(|span| {
+                    let word = |i: usize| span[i].as_u64().expect("word index") as usize;
+                    (word(0), word(1), span[2].as_str().expect("label").to_string())
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn f32s(t: &Tensor) -> Vec<f32> {
@@ -178,7 +161,9 @@ fn gliner_training_step_matches_torch() {
     }
     let (b, w, k, c) = (batch.batch_size, batch.num_words, batch.max_width, batch.num_classes);
 
-    let targets = span_targets(&batch, &records);
+    let spans = record_spans(&records);
+    let span_refs: Vec<&[(usize, usize, String)]> = spans.iter().map(Vec::as_slice).collect();
+    let targets = span_targets(&batch, &span_refs).expect("targets");
     assert_eq!(f32s(&targets), f32s(&fx.get_as("labels", &[b, w * k, c], DType::F32).expect("labels")), "targets");
 
     // Training forward, logits.
@@ -189,7 +174,7 @@ fn gliner_training_step_matches_torch() {
     // Every logit of a real label (invalid spans included). Padded label
     // slots (examples with fewer than C labels) differ: GLiNER and kogner
     // fill the padded prompt embedding differently, and the loss masks them.
-    let mask = loss_mask(&batch);
+    let mask = loss_mask(&batch).expect("mask");
     let keep: Vec<bool> = (0..b * w * k * c).map(|i| batch.prompts_embedding_mask[(i / (w * k * c)) * c + i % c]).collect();
     let masked = |v: Vec<f32>| -> Vec<f32> { v.into_iter().zip(&keep).filter(|(_, &k)| k).map(|(x, _)| x).collect() };
     let want_logits = f32s(&fx.get_as("logits", &[b, w, k, c], DType::F32).expect("logits"));

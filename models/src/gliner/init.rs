@@ -40,10 +40,36 @@ const DEBERTA_V3_VOCAB: usize = 128_100;
 /// Inputs `kogner init` reads: a tokenizer folder with GLiNER's added
 /// tokens, and for MiniLM the pretrained encoder.
 pub struct InitSources<'a> {
-    /// Folder with tokenizer.json + tokenizer_config.json.
-    pub tokenizer_dir: &'a Path,
+    /// Folder with tokenizer.json + tokenizer_config.json. `None` for
+    /// MiniLM: the encoder folder's own tokenizer, with GLiNER's tokens added.
+    pub tokenizer_dir: Option<&'a Path>,
     /// all-MiniLM-L6-v2 folder (config.json, model.safetensors), MiniLM only.
     pub minilm_dir: Option<&'a Path>,
+}
+
+/// The tokens GLiNER adds to its encoder's tokenizer, in its order.
+pub const GLINER_ADDED_TOKENS: [&str; 3] = ["[FLERT]", "<<ENT>>", "<<SEP>>"];
+
+/// Add GLiNER's tokens to a tokenizer.json (as `tokenizer.add_tokens` +
+/// special flags do in GLiNER): new ids after the highest existing one;
+/// tokens already present are kept.
+pub fn add_gliner_tokens(tok: &mut Value, path: &Path) -> Result<()> {
+    let vocab_len = tok["model"]["vocab"].as_object().map(|v| v.len()).unwrap_or(0) as u64;
+    let added = tok["added_tokens"].as_array_mut().ok_or_else(|| Error::file(path, "tokenizer.json has no added_tokens list"))?;
+    let mut next = added.iter().filter_map(|t| t["id"].as_u64()).max().map_or(vocab_len, |m| (m + 1).max(vocab_len));
+    for token in GLINER_ADDED_TOKENS {
+        if added.iter().any(|t| t["content"] == token) {
+            continue;
+        }
+        added.push(json!({"id": next, "content": token, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}));
+        next += 1;
+    }
+    Ok(())
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))
 }
 
 fn deberta_encoder_config(hidden: usize, layers: usize, heads: usize, inner: usize, vocab: usize) -> Value {
@@ -81,9 +107,15 @@ fn token_id(tokenizer_json: &Value, token: &str) -> Option<usize> {
 
 /// Write a GLiNER folder of `preset`'s shape into `out` (created if needed).
 pub fn init_model(preset: Preset, sources: &InitSources, out: &Path, seed: u64) -> Result<GlinerConfig> {
-    let tok_path = sources.tokenizer_dir.join("tokenizer.json");
-    let tok_text = std::fs::read_to_string(&tok_path).map_err(|e| Error::file(&tok_path, e))?;
-    let tok: Value = serde_json::from_str(&tok_text).map_err(|e| Error::file(&tok_path, format!("invalid JSON: {e}")))?;
+    let tokenizer_dir = match (sources.tokenizer_dir, preset, sources.minilm_dir) {
+        (Some(dir), _, _) => dir,
+        (None, Preset::MiniLm, Some(dir)) => dir,
+        _ => return Err(Error::Msg(format!("{preset:?}: a tokenizer folder is required"))),
+    };
+    let tok_path = tokenizer_dir.join("tokenizer.json");
+    let mut tok = read_json(&tok_path)?;
+    add_gliner_tokens(&mut tok, &tok_path)?;
+    let tok_text = serde_json::to_string(&tok).map_err(|e| Error::Msg(e.to_string()))?;
     let class_token = token_id(&tok, "<<ENT>>").ok_or_else(|| Error::file(&tok_path, "no <<ENT>> added token (not a GLiNER tokenizer)"))?;
     let (config_json, builder) = match preset {
         Preset::DebertaV3Small | Preset::DebertaV3Large => {
@@ -112,7 +144,7 @@ pub fn init_model(preset: Preset, sources: &InitSources, out: &Path, seed: u64) 
     write_atomic(out.join("gliner_config.json"), pretty.as_bytes())?;
     model.params.save_safetensors(out.join("model.safetensors"), DType::F32)?;
     write_atomic(out.join("tokenizer.json"), tok_text.as_bytes())?;
-    let tc = sources.tokenizer_dir.join("tokenizer_config.json");
+    let tc = tokenizer_dir.join("tokenizer_config.json");
     if tc.is_file() {
         let bytes = std::fs::read(&tc).map_err(|e| Error::file(&tc, e))?;
         write_atomic(out.join("tokenizer_config.json"), &bytes)?;
@@ -123,9 +155,7 @@ pub fn init_model(preset: Preset, sources: &InitSources, out: &Path, seed: u64) 
 /// MiniLM's encoder config (vocabulary grown by GLiNER's added tokens) and
 /// its weights renamed into the GLiNER state dict, new rows random.
 fn minilm_encoder(dir: &Path, tok: &Value) -> Result<(Value, TensorMap)> {
-    let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::file(&cfg_path, e))?;
-    let mut enc: Value = serde_json::from_str(&text).map_err(|e| Error::file(&cfg_path, format!("invalid JSON: {e}")))?;
+    let mut enc = read_json(&dir.join("config.json"))?;
     let added_max = tok["added_tokens"].as_array().map(|a| a.iter().filter_map(|t| t["id"].as_u64()).max().unwrap_or(0)).unwrap_or(0);
     let base_vocab = enc["vocab_size"].as_u64().unwrap_or(0);
     let vocab = base_vocab.max(added_max + 1);

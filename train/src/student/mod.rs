@@ -1,1 +1,16 @@
-//! Training the GLiNER student.
+//! Training the GLiNER student (SPEC §3, §6): settings, data order and
+//! label sampling, targets, the loop, checkpoints, metrics, evaluation.
+
+pub mod checkpoint;
+pub mod config;
+pub mod corpus;
+pub mod evaluate;
+pub mod metrics;
+pub mod sampler;
+pub mod targets;
+pub mod trainer;
+
+pub use config::TrainConfig;
+pub use corpus::{label_map, prompt_labels, read_corpus, Format};
+pub use evaluate::evaluate_model;
+pub use trainer::{Event, StepStats, Trainer};

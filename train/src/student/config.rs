@@ -1,0 +1,221 @@
+//! `kogner train` settings: a TOML or JSON file, overridden by flags. Names
+//! and defaults follow GLiNER's training configs where GLiNER has them.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use kogner_tensor::{Error, Result};
+
+use crate::optim::Schedule;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Training corpus (a file; a folder for brat).
+    pub train: Option<PathBuf>,
+    pub train_format: String,
+    /// Document ids to leave out of the training corpus, one per line
+    /// (JNLPBA: the standoff train documents that its devel set consists of).
+    pub train_exclude_ids: Option<PathBuf>,
+    /// Development corpus for model selection (optional).
+    pub dev: Option<PathBuf>,
+    /// Defaults to `train_format`.
+    pub dev_format: Option<String>,
+    /// `TAG=label,...` or a corpus name with a default map.
+    pub labels: Option<String>,
+    /// A BERT-family encoder folder (config.json, model.safetensors,
+    /// tokenizer.json): a fresh GLiNER head is put on top.
+    pub encoder: Option<PathBuf>,
+    /// A GLiNER model folder to continue from (instead of `encoder`).
+    pub init: Option<PathBuf>,
+    /// Run folder: checkpoint/, best/, metrics.jsonl, curve.svg.
+    pub out: Option<PathBuf>,
+
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step (gradients averaged).
+    pub grad_accum: usize,
+    pub lr_encoder: f64,
+    pub lr_head: f64,
+    pub weight_decay_encoder: f64,
+    pub weight_decay_head: f64,
+    /// `cosine`, `linear` or `constant` (after warm-up).
+    pub scheduler: String,
+    pub warmup_ratio: f64,
+    pub max_grad_norm: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_eps: f64,
+
+    /// Widest span in words (GLiNER's `max_width`).
+    pub max_width: usize,
+    /// Longest example in words; longer documents are cut at sentences.
+    pub max_len: usize,
+    /// GLiNER head dropout (the encoder keeps its config's).
+    pub dropout: f64,
+    /// `sum` (GLiNER's default) or `mean` over the unmasked (span, label) pairs.
+    pub loss_reduction: String,
+    /// Focal loss weights; alpha < 0 and gamma 0 = plain BCE (GLiNER's default).
+    pub focal_alpha: f64,
+    pub focal_gamma: f64,
+    /// `all`: every example is prompted with every label (shuffled order;
+    /// the natural choice for a fixed label set). `gliner`: GLiNER's
+    /// sampling: the example's own labels plus up to
+    /// `max_neg_type_ratio` × #mentions negatives, at most `max_types`.
+    pub label_sampling: String,
+    pub max_neg_type_ratio: usize,
+    pub max_types: usize,
+
+    pub seed: u64,
+    /// Evaluate on `dev` (and keep the best model) every N steps; 0 = at the end only.
+    pub eval_every: usize,
+    /// Write the resumable checkpoint every N steps (defaults to `eval_every`, else 100).
+    pub save_every: Option<usize>,
+    /// Decoding threshold for dev evaluation.
+    pub threshold: f32,
+    pub eval_batch_size: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            train: None,
+            train_format: "iob".into(),
+            train_exclude_ids: None,
+            dev: None,
+            dev_format: None,
+            labels: None,
+            encoder: None,
+            init: None,
+            out: None,
+            steps: 1000,
+            batch_size: 8,
+            grad_accum: 1,
+            lr_encoder: 1e-5,
+            lr_head: 5e-5,
+            weight_decay_encoder: 0.01,
+            weight_decay_head: 0.01,
+            scheduler: "cosine".into(),
+            warmup_ratio: 0.1,
+            max_grad_norm: 10.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_eps: 1e-8,
+            max_width: 12,
+            max_len: 384,
+            dropout: 0.4,
+            loss_reduction: "sum".into(),
+            focal_alpha: -1.0,
+            focal_gamma: 0.0,
+            label_sampling: "all".into(),
+            max_neg_type_ratio: 1,
+            max_types: 25,
+            seed: 42,
+            eval_every: 0,
+            save_every: None,
+            threshold: 0.5,
+            eval_batch_size: 8,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// A config file (`.toml`, else JSON) as a JSON object, so flags can be
+    /// merged into it before it is checked.
+    pub fn file_value(path: &Path) -> Result<Map<String, Value>> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+        let value: Value = if path.extension().is_some_and(|e| e == "toml") {
+            let t: toml::Value = toml::from_str(&text).map_err(|e| Error::file(path, format!("invalid TOML: {e}")))?;
+            serde_json::to_value(t).map_err(|e| Error::file(path, e))?
+        } else {
+            serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))?
+        };
+        match value {
+            Value::Object(m) => Ok(m),
+            _ => Err(Error::file(path, "the config must be a table/object of settings")),
+        }
+    }
+
+    /// Settings → config; unknown names and wrong types are errors naming the setting.
+    pub fn from_value(settings: Map<String, Value>, origin: &str) -> Result<TrainConfig> {
+        let cfg: TrainConfig = serde_json::from_value(Value::Object(settings)).map_err(|e| Error::Msg(format!("{origin}: {e}")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Every check that does not need the files.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, msg: String| Err(Error::Msg(format!("train config `{field}`: {msg}")));
+        if self.train.is_none() {
+            return bad("train", "the training corpus is required".into());
+        }
+        if self.out.is_none() {
+            return bad("out", "the run folder is required".into());
+        }
+        match (&self.encoder, &self.init) {
+            (None, None) => return bad("encoder", "give an encoder folder (`encoder`) or a GLiNER model (`init`)".into()),
+            (Some(_), Some(_)) => return bad("init", "give either `encoder` or `init`, not both".into()),
+            _ => {}
+        }
+        for (field, v) in [("steps", self.steps), ("batch_size", self.batch_size), ("grad_accum", self.grad_accum), ("max_width", self.max_width), ("max_len", self.max_len), ("eval_batch_size", self.eval_batch_size), ("max_types", self.max_types)] {
+            if v == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        for (field, v) in [("lr_encoder", self.lr_encoder), ("lr_head", self.lr_head), ("weight_decay_encoder", self.weight_decay_encoder), ("weight_decay_head", self.weight_decay_head), ("max_grad_norm", self.max_grad_norm), ("adam_eps", self.adam_eps)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(field, format!("{v} must be a finite number ≥ 0"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", format!("{} must be in [0, 1)", self.dropout));
+        }
+        if !(0.0..1.0).contains(&self.threshold) {
+            return bad("threshold", format!("{} must be in [0, 1)", self.threshold));
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            return bad("warmup_ratio", format!("{} must be in [0, 1]", self.warmup_ratio));
+        }
+        if self.save_every == Some(0) {
+            return bad("save_every", "must be at least 1".into());
+        }
+        self.schedule()?;
+        self.reduction()?;
+        if !matches!(self.label_sampling.as_str(), "all" | "gliner") {
+            return bad("label_sampling", format!("{:?}: expected all or gliner", self.label_sampling));
+        }
+        Ok(())
+    }
+
+    pub fn schedule(&self) -> Result<Schedule> {
+        let warmup_steps = (self.warmup_ratio * self.steps as f64).ceil() as usize;
+        match self.scheduler.as_str() {
+            "cosine" => Schedule::cosine_with_warmup_ratio(self.steps, self.warmup_ratio),
+            "linear" => Ok(Schedule::LinearWarmup { warmup_steps, total_steps: self.steps }),
+            "constant" => Ok(Schedule::Constant),
+            other => Err(Error::Msg(format!("train config `scheduler`: {other:?}: expected cosine, linear or constant"))),
+        }
+    }
+
+    pub fn reduction(&self) -> Result<kogner_autograd::ops::loss::Reduction> {
+        use kogner_autograd::ops::loss::Reduction;
+        match self.loss_reduction.as_str() {
+            "sum" => Ok(Reduction::Sum),
+            "mean" => Ok(Reduction::Mean),
+            other => Err(Error::Msg(format!("train config `loss_reduction`: {other:?}: expected sum or mean"))),
+        }
+    }
+
+    /// Focal weighting `(alpha, gamma)`, or `None` for plain BCE.
+    pub fn focal(&self) -> Option<(f64, f64)> {
+        (self.focal_alpha >= 0.0 || self.focal_gamma != 0.0).then_some((self.focal_alpha, self.focal_gamma))
+    }
+
+    pub fn save_every(&self) -> usize {
+        self.save_every.unwrap_or(if self.eval_every > 0 { self.eval_every } else { 100 })
+    }
+}

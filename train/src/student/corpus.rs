@@ -1,0 +1,86 @@
+//! Reading an annotated corpus by format name: the one entry point that
+//! `kogner train` and `kogner eval` share.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+
+use kogner_tensor::{Error, Result};
+
+use crate::data::{self, Document, LabelMap};
+
+/// The corpus formats kogner reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `token<TAB>tag` IOB2 / CoNLL TSV.
+    Iob,
+    /// PubTator (title/abstract + mention lines with concept ids).
+    Pubtator,
+    /// A folder of brat standoff `.txt` + `.ann` files.
+    Brat,
+    /// GLiNER JSON / JSONL (`tokenized_text` + `ner`).
+    Gliner,
+}
+
+impl FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Format> {
+        match s {
+            "iob" | "conll" => Ok(Format::Iob),
+            "pubtator" => Ok(Format::Pubtator),
+            "brat" => Ok(Format::Brat),
+            "gliner" | "json" | "jsonl" => Ok(Format::Gliner),
+            other => Err(Error::Msg(format!("format {other:?}: expected iob, pubtator, brat or gliner"))),
+        }
+    }
+}
+
+/// Read the documents of `path` (a file; a folder for brat), dropping those
+/// whose ids are listed in `exclude_ids` (one id per line).
+pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>) -> Result<Vec<Document>> {
+    let err = |e: data::DataError| Error::Msg(e.to_string());
+    let docs = match format {
+        Format::Iob => data::iob::read_iob(path).map_err(err)?.documents,
+        Format::Pubtator => data::pubtator::read_pubtator(path).map_err(err)?,
+        Format::Brat => data::brat::read_brat_dir(path).map_err(err)?,
+        Format::Gliner => data::gliner_json::read_gliner_json(path).map_err(err)?,
+    };
+    let docs = match exclude_ids {
+        Some(list) => {
+            let ids: HashSet<String> = data::read_id_list(list).map_err(err)?.into_iter().collect();
+            data::exclude_ids(docs, &ids)
+        }
+        None => docs,
+    };
+    if docs.is_empty() {
+        return Err(Error::file(path, "no documents"));
+    }
+    Ok(docs)
+}
+
+/// `TAG=label,...`, or the name of a corpus with a default map
+/// (`ncbi-disease`, `bc5cdr`, `jnlpba`, `gliner`).
+pub fn label_map(spec: &str) -> Result<LabelMap> {
+    let map = if spec.contains('=') { LabelMap::parse(spec) } else { LabelMap::for_corpus(spec.trim()) };
+    map.map_err(|e| Error::Msg(format!("--labels: {e}")))
+}
+
+/// The labels a model is prompted with: the map's labels, or for an
+/// identity map (GLiNER JSON) every label the documents use, sorted.
+pub fn prompt_labels(map: &LabelMap, docs: &[Document]) -> Result<Vec<String>> {
+    let mut labels = map.labels();
+    if labels.is_empty() {
+        let mut seen: Vec<String> = docs
+            .iter()
+            .flat_map(|d| d.mentions.iter())
+            .map(|m| map.label(&m.label).map(str::to_string).map_err(|e| Error::Msg(e.to_string())))
+            .collect::<Result<_>>()?;
+        seen.sort();
+        seen.dedup();
+        labels = seen;
+    }
+    if labels.is_empty() {
+        return Err(Error::Msg("no labels: the label map is empty and the corpus has no mentions".into()));
+    }
+    Ok(labels)
+}

@@ -1,0 +1,324 @@
+//! The GLiNER training loop: batches → training forward → GLiNER's loss →
+//! backward (accumulated over micro-batches) → clipping → AdamW at the
+//! schedule's factor; dev evaluation with best-model selection; resumable
+//! checkpoints; metrics.
+//!
+//! Reproducibility: the example order, each example's labels and every
+//! dropout mask are pure functions of (seed, step), and a checkpoint holds
+//! the weights, the AdamW state and the step, so `--resume` after a kill
+//! continues with exactly the losses an uninterrupted run has.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use kogner_autograd::ops::loss::{gliner_span_loss, Reduction};
+use kogner_models::gliner::decode::DecodeMode;
+use kogner_models::gliner::init::{init_model, InitSources, Preset};
+use kogner_models::gliner::pipeline::{model_inputs, PredictOptions, Predictor};
+use kogner_models::gliner::processor::BatchItem;
+use kogner_models::nn::Mode;
+use kogner_tensor::safetensors_io::write_atomic;
+use kogner_tensor::{Error, Result};
+
+use super::checkpoint::{self, ModelFiles, TrainerState, CHECKPOINT};
+use super::config::TrainConfig;
+use super::corpus::{label_map, prompt_labels, read_corpus, Format};
+use super::evaluate::evaluate_model;
+use super::metrics::{curve_svg, MetricsLog};
+use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM};
+use super::targets::{loss_mask, span_targets};
+use crate::data::{to_examples, ConvertOptions, Document, Example, LabelMap, Unmapped};
+use crate::eval::EvalReport;
+use crate::optim::{clip_grad_norm, gliner_param_groups, AdamW, AdamWConfig, GlinerGroupHyper, GradAccumulator, Schedule};
+
+const CONFIG_FILE: &str = "train_config.json";
+const METRICS_FILE: &str = "metrics.jsonl";
+const CURVE_FILE: &str = "curve.svg";
+
+/// One optimiser step's numbers.
+#[derive(Clone, Debug)]
+pub struct StepStats {
+    /// Steps done (1 after the first).
+    pub step: usize,
+    /// The loss, averaged over the step's micro-batches.
+    pub loss: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    pub lr_encoder: f64,
+    pub lr_head: f64,
+    pub sentences_per_s: f64,
+    /// Seconds of this process's training so far.
+    pub elapsed_s: f64,
+}
+
+/// What the loop reports to its caller (progress bars, logs).
+pub enum Event<'a> {
+    Step(&'a StepStats),
+    /// A dev evaluation; `best` when it improved the best F1.
+    Eval { step: usize, report: &'a EvalReport, best: bool },
+    Saved { step: usize },
+}
+
+pub struct Trainer {
+    pub config: TrainConfig,
+    out: PathBuf,
+    predictor: Predictor,
+    files: ModelFiles,
+    opt: AdamW,
+    schedule: Schedule,
+    reduction: Reduction,
+    examples: Vec<Example>,
+    /// Mentions of the training corpus that have no word span.
+    pub unmapped: Vec<Unmapped>,
+    labels: Vec<String>,
+    map: LabelMap,
+    dev: Vec<Document>,
+    sampling: LabelSampling,
+    order: ExampleOrder,
+    pub state: TrainerState,
+    metrics: MetricsLog,
+    /// Steps this process ran (for the throughput clock).
+    started: Instant,
+}
+
+impl Trainer {
+    /// Start a fresh run in `config.out` (which must not hold one), or with
+    /// `resume` continue the run there from its last checkpoint; then
+    /// `config` must equal the saved settings.
+    pub fn new(config: TrainConfig, resume: bool) -> Result<Trainer> {
+        config.validate()?;
+        let out = config.out.clone().expect("validated");
+        let ckpt = out.join(CHECKPOINT);
+        if resume {
+            checkpoint::recover(&out)?;
+            if !ckpt.is_dir() {
+                return Err(Error::file(&out, "--resume: no checkpoint/ in the run folder"));
+            }
+            let saved = read_saved_config(&out.join(CONFIG_FILE))?;
+            if saved != config {
+                return Err(Error::file(out.join(CONFIG_FILE), format!("--resume: settings differ from the saved run's ({})", differing_fields(&saved, &config))));
+            }
+        } else {
+            if ckpt.exists() || out.join(format!("{CHECKPOINT}.old")).exists() {
+                return Err(Error::file(&out, "already holds a run: continue it with --resume or choose another --out"));
+            }
+            std::fs::create_dir_all(&out).map_err(|e| Error::file(&out, e))?;
+            let json = serde_json::to_string_pretty(&config).map_err(|e| Error::Msg(e.to_string()))?;
+            write_atomic(out.join(CONFIG_FILE), json.as_bytes())?;
+            write_initial_checkpoint(&config, &out)?;
+        }
+        let state = checkpoint::load_state(&ckpt)?;
+        let files = ModelFiles::read(&ckpt)?;
+        let predictor = Predictor::load(&ckpt)?;
+
+        let map = label_map(config.labels.as_deref().unwrap_or(&config.train_format))?;
+        let format: Format = config.train_format.parse()?;
+        let train_path = config.train.clone().expect("validated");
+        let docs = read_corpus(&train_path, format, config.train_exclude_ids.as_deref())?;
+        let labels = prompt_labels(&map, &docs)?;
+        let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: true })
+            .map_err(|e| Error::Msg(format!("{}: {e}", train_path.display())))?;
+        if conv.examples.is_empty() {
+            return Err(Error::file(&train_path, "no training examples (no document has words)"));
+        }
+        let dev = match &config.dev {
+            Some(p) => read_corpus(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None)?,
+            None => Vec::new(),
+        };
+
+        let hyper = GlinerGroupHyper {
+            encoder_lr: config.lr_encoder,
+            encoder_weight_decay: config.weight_decay_encoder,
+            head_lr: config.lr_head,
+            head_weight_decay: config.weight_decay_head,
+        };
+        let groups = gliner_param_groups(&predictor.model.params, &hyper);
+        let mut opt = AdamW::new(groups, AdamWConfig { beta1: config.adam_beta1, beta2: config.adam_beta2, eps: config.adam_eps })?;
+        opt.load_state(checkpoint::optimizer_file(&ckpt), &predictor.model.params)?;
+        let sampling = match config.label_sampling.as_str() {
+            "gliner" => LabelSampling::Gliner { max_neg_type_ratio: config.max_neg_type_ratio, max_types: config.max_types },
+            _ => LabelSampling::All,
+        };
+        let metrics = MetricsLog::open(&out.join(METRICS_FILE), Some(state.step))?;
+        Ok(Trainer {
+            schedule: config.schedule()?,
+            reduction: config.reduction()?,
+            order: ExampleOrder::new(conv.examples.len(), config.seed),
+            examples: conv.examples,
+            unmapped: conv.unmapped,
+            config,
+            out,
+            predictor,
+            files,
+            opt,
+            labels,
+            map,
+            dev,
+            sampling,
+            state,
+            metrics,
+            started: Instant::now(),
+        })
+    }
+
+    pub fn num_examples(&self) -> usize {
+        self.examples.len()
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// Train until `config.steps`, reporting every step, evaluation and save.
+    pub fn run(&mut self, mut on_event: impl FnMut(Event<'_>)) -> Result<TrainerState> {
+        self.started = Instant::now();
+        let first = self.state.step;
+        while self.state.step < self.config.steps {
+            let t = Instant::now();
+            let (loss, grad_norm) = self.train_step()?;
+            let step = self.state.step;
+            let elapsed_s = self.started.elapsed().as_secs_f64();
+            let sentences = (self.config.batch_size * self.config.grad_accum) as f64;
+            let stats = StepStats {
+                step,
+                loss,
+                grad_norm,
+                lr_encoder: self.config.lr_encoder * self.schedule.factor(step - 1),
+                lr_head: self.config.lr_head * self.schedule.factor(step - 1),
+                sentences_per_s: sentences * (step - first) as f64 / elapsed_s.max(1e-9),
+                elapsed_s,
+            };
+            self.metrics.append(&json!({
+                "step": step, "loss": loss, "lr_encoder": stats.lr_encoder, "lr_head": stats.lr_head,
+                "grad_norm": grad_norm, "sentences_per_s": sentences / t.elapsed().as_secs_f64().max(1e-9), "elapsed_s": elapsed_s,
+            }))?;
+            on_event(Event::Step(&stats));
+            let last = step == self.config.steps;
+            let eval_now = !self.dev.is_empty() && (last || (self.config.eval_every > 0 && step % self.config.eval_every == 0));
+            if eval_now {
+                let report = self.evaluate_dev()?;
+                let best = self.state.best_f1.is_none_or(|b| report.micro.f1 > b);
+                self.metrics.append(&json!({"step": step, "dev": report.micro}))?;
+                if best {
+                    self.state.best_f1 = Some(report.micro.f1);
+                    self.state.best_step = Some(step);
+                    checkpoint::save_best(&self.out, &self.files, &self.predictor.model.params)?;
+                }
+                on_event(Event::Eval { step, report: &report, best });
+            }
+            if last || step % self.config.save_every() == 0 {
+                self.save()?;
+                on_event(Event::Saved { step });
+            }
+        }
+        if self.dev.is_empty() {
+            // No model selection: the final model is the one to use.
+            checkpoint::save_best(&self.out, &self.files, &self.predictor.model.params)?;
+        }
+        Ok(self.state.clone())
+    }
+
+    /// One optimiser step; returns (mean loss over micro-batches, gradient norm).
+    fn train_step(&mut self) -> Result<(f64, f64)> {
+        let cfg = &self.config;
+        let (bs, accum, step) = (cfg.batch_size, cfg.grad_accum, self.state.step);
+        let model = &self.predictor.model;
+        let mut acc = GradAccumulator::new();
+        let mut loss_sum = 0.0;
+        for micro in 0..accum {
+            let first = (step * accum + micro) * bs;
+            let positions: Vec<usize> = (first..first + bs).collect();
+            let chosen: Vec<&Example> = positions.iter().map(|&p| &self.examples[self.order.at(p)]).collect();
+            let labels: Vec<Vec<String>> = chosen
+                .iter()
+                .zip(&positions)
+                .map(|(ex, &p)| {
+                    let gold: Vec<&str> = ex.spans.iter().map(|s| s.2.as_str()).collect();
+                    example_labels(&self.labels, &gold, &self.sampling, cfg.seed, p)
+                })
+                .collect();
+            let items: Vec<BatchItem<'_>> = chosen.iter().zip(&labels).map(|(ex, l)| BatchItem { words: &ex.words, labels: l }).collect();
+            let batch = self.predictor.processor.encode(&items)?;
+            let spans: Vec<&[(usize, usize, String)]> = chosen.iter().map(|ex| ex.spans.as_slice()).collect();
+            let targets = span_targets(&batch, &spans)?;
+            let mask = loss_mask(&batch)?;
+            let (enc, head) = model_inputs(&batch)?;
+            let mode = Mode::training(mix(cfg.seed, DROPOUT_STREAM, (step * accum + micro) as u64));
+            let out = model.forward(&enc, &head, &mode)?;
+            let loss = gliner_span_loss(&out.head.logits, &targets, Some(&mask), self.reduction, cfg.focal())?;
+            let value = loss.value().to_scalar()?;
+            if !value.is_finite() {
+                return Err(Error::Msg(format!(
+                    "step {}: the loss is {value}; stopping (lower the learning rates, or check the batch's data)",
+                    step + 1
+                )));
+            }
+            loss_sum += value;
+            acc.add(loss.backward()?)?;
+        }
+        let mut grads = acc.take_mean()?;
+        let max_norm = if cfg.max_grad_norm > 0.0 { cfg.max_grad_norm } else { f64::MAX };
+        let clip = clip_grad_norm(&mut grads, max_norm).map_err(|e| Error::Msg(format!("step {}: {e}", step + 1)))?;
+        self.opt.step(&model.params, &grads, self.schedule.factor(step))?;
+        self.state.step += 1;
+        Ok((loss_sum / accum as f64, clip.total_norm))
+    }
+
+    /// Strict scores on the dev corpus.
+    pub fn evaluate_dev(&self) -> Result<EvalReport> {
+        let opts = PredictOptions { threshold: self.config.threshold, mode: DecodeMode::FLAT, batch_size: self.config.eval_batch_size };
+        evaluate_model(&self.predictor, &self.dev, &self.map, &self.labels, &opts, |_| {})
+    }
+
+    fn save(&mut self) -> Result<()> {
+        self.metrics.sync()?;
+        checkpoint::save_checkpoint(&self.out, &self.files, &self.predictor.model.params, &self.opt, &self.state)?;
+        let svg = curve_svg(&self.metrics.records()?);
+        write_atomic(self.out.join(CURVE_FILE), svg.as_bytes())
+    }
+}
+
+fn read_saved_config(path: &Path) -> Result<TrainConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid saved settings: {e}")))
+}
+
+fn differing_fields(a: &TrainConfig, b: &TrainConfig) -> String {
+    let (a, b) = (serde_json::to_value(a).unwrap_or_default(), serde_json::to_value(b).unwrap_or_default());
+    let (Value::Object(a), Value::Object(b)) = (a, b) else { return String::new() };
+    a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| format!("{k}: saved {v}, given {}", b[k])).collect::<Vec<_>>().join("; ")
+}
+
+/// Step 0: the starting model (a GLiNER folder from `init`, or a fresh head
+/// on `encoder`) with the run's max_width / max_len / dropout, and an empty
+/// optimiser state.
+fn write_initial_checkpoint(config: &TrainConfig, out: &Path) -> Result<()> {
+    let base = match (&config.init, &config.encoder) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(encoder)) => {
+            let base = out.join("init.tmp");
+            let sources = InitSources { tokenizer_dir: None, minilm_dir: Some(encoder) };
+            init_model(Preset::MiniLm, &sources, &base, config.seed)?;
+            base
+        }
+        (None, None) => unreachable!("validated"),
+    };
+    let mut files = ModelFiles::read(&base)?;
+    files.gliner_config["max_width"] = json!(config.max_width);
+    files.gliner_config["max_len"] = json!(config.max_len);
+    files.gliner_config["dropout"] = json!(config.dropout);
+    let model = Predictor::load(&base)?.model;
+    let hyper = GlinerGroupHyper { encoder_lr: 0.0, encoder_weight_decay: 0.0, head_lr: 0.0, head_weight_decay: 0.0 };
+    let opt = AdamW::new(gliner_param_groups(&model.params, &hyper), AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8 })?;
+    checkpoint::save_checkpoint(out, &files, &model.params, &opt, &TrainerState { step: 0, best_f1: None, best_step: None })?;
+    if config.init.is_none() {
+        std::fs::remove_dir_all(&base).map_err(|e| Error::file(&base, e))?;
+    }
+    Ok(())
+}
