@@ -84,6 +84,9 @@ pub struct TrainArgs {
     /// all (every label in every example) or gliner (GLiNER's negative label sampling).
     #[arg(long)]
     label_sampling: Option<String>,
+    /// Batch examples of similar length together (default true; GLiNER itself does not).
+    #[arg(long)]
+    group_by_length: Option<bool>,
     #[arg(long)]
     seed: Option<u64>,
     /// Evaluate on --dev every N steps (0: at the end only).
@@ -134,6 +137,7 @@ impl TrainArgs {
         put("focal_alpha", self.focal_alpha.map(|v| json!(v)));
         put("focal_gamma", self.focal_gamma.map(|v| json!(v)));
         put("label_sampling", self.label_sampling.as_ref().map(|v| json!(v)));
+        put("group_by_length", self.group_by_length.map(|v| json!(v)));
         put("seed", self.seed.map(|v| json!(v)));
         put("eval_every", self.eval_every.map(|v| json!(v)));
         put("save_every", self.save_every.map(|v| json!(v)));

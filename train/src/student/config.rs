@@ -69,6 +69,9 @@ pub struct TrainConfig {
     pub label_sampling: String,
     pub max_neg_type_ratio: usize,
     pub max_types: usize,
+    /// Batch examples of similar length (less padding, faster steps);
+    /// every epoch still sees every example once.
+    pub group_by_length: bool,
 
     pub seed: u64,
     /// Evaluate on `dev` (and keep the best model) every N steps; 0 = at the end only.
@@ -114,6 +117,7 @@ impl Default for TrainConfig {
             label_sampling: "all".into(),
             max_neg_type_ratio: 1,
             max_types: 25,
+            group_by_length: true,
             seed: 42,
             eval_every: 0,
             save_every: None,

@@ -145,7 +145,11 @@ impl Trainer {
         Ok(Trainer {
             schedule: config.schedule()?,
             reduction: config.reduction()?,
-            order: ExampleOrder::new(conv.examples.len(), config.seed),
+            order: if config.group_by_length {
+                ExampleOrder::grouped_by_length(conv.examples.iter().map(|e| e.words.len()).collect(), config.batch_size, config.seed)
+            } else {
+                ExampleOrder::new(conv.examples.len(), config.seed)
+            },
             examples: conv.examples,
             unmapped: conv.unmapped,
             config,
