@@ -99,7 +99,12 @@ impl Var {
     }
     /// Exact (erf) GELU.
     pub fn gelu(&self) -> Result<Var> {
-        self.unary_op("gelu", |x| x.gelu(), |x, _| x.gelu_derivative())
+        let x = self.value();
+        let y = x.gelu()?;
+        if !Var::needs_grad(&[self]) {
+            return Ok(Var::constant(y));
+        }
+        Ok(Var::from_op("gelu", y, &[self], Box::new(move |g| Ok(vec![Some(x.gelu_backward(g)?)]))))
     }
     pub fn relu(&self) -> Result<Var> {
         self.unary_op("relu", |x| x.relu(), |x, _| x.gt_scalar(0.0))

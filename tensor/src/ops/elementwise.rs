@@ -73,6 +73,19 @@ fn kernel_unary<T: FloatElement>(x: &Tensor, op: Unary) -> Result<Tensor> {
     Ok(from_storage_vec(out, x.shape()))
 }
 
+/// `grad · GELU'(x)` through the SIMD kernel; `grad` broadcasts to x's shape.
+fn kernel_gelu_backward<T: FloatElement>(x: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let grad = grad.broadcast_as(x.shape())?.contiguous()?;
+    let (src, g) = (x.as_slice::<T>()?, grad.as_slice::<T>()?);
+    let mut out = vec![T::ZERO; src.len()];
+    par_chunks_mut(&mut out, |off, o| {
+        let n = o.len();
+        kogner_kernels::unary::gelu_grad(&src[off..off + n], &g[off..off + n], o)
+    });
+    Ok(from_storage_vec(out, x.shape()))
+}
+
 macro_rules! kernel_unary_methods {
     ($($(#[$doc:meta])* $name:ident => $op:expr;)*) => {
         $(
@@ -125,13 +138,15 @@ impl Tensor {
         gt_scalar(t: f64) => |v| if v > t { T::ONE } else { T::ZERO };
         /// 1 where `lo ≤ x ≤ hi`, else 0 (clamp's gradient mask).
         in_range_mask(lo: f64, hi: f64) => |v| if v >= lo && v <= hi { T::ONE } else { T::ZERO };
-        /// d/dx of exact GELU: Φ(x) + x·φ(x).
-        gelu_derivative() => |v| {
-            let half = T::from_f64(0.5);
-            let cdf = half * (T::ONE + Float::erf(v * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)));
-            let pdf = (-(half * v * v)).exp() * T::from_f64(0.398_942_280_401_432_7);
-            cdf + v * pdf
-        };
+    }
+
+    /// `grad · GELU'(x)` for the exact GELU (GELU' = Φ(x) + x·φ(x)); `grad`
+    /// broadcasts to this tensor's shape.
+    pub fn gelu_backward(&self, grad: &Tensor) -> Result<Tensor> {
+        if self.dtype() != grad.dtype() {
+            return Err(Error::DTypeMismatch { op: "gelu_backward", lhs: self.dtype(), rhs: grad.dtype() });
+        }
+        with_float_dtype!(self.dtype(), "gelu_backward", T => kernel_gelu_backward::<T>(self, grad))
     }
 
     pub fn mul_scalar(&self, s: f64) -> Result<Tensor> {
