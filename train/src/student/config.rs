@@ -223,3 +223,41 @@ impl TrainConfig {
         self.save_every.unwrap_or(if self.eval_every > 0 { self.eval_every } else { 100 })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, Value)]) -> Map<String, Value> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn toml_file_flags_override_and_errors_name_the_setting() {
+        let dir = std::env::temp_dir().join(format!("kogner-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.toml");
+        std::fs::write(&path, "train = \"t.tsv\"\nout = \"runs/x\"\nencoder = \"enc\"\nsteps = 50\nlr_head = 1e-3\n").unwrap();
+        let mut m = TrainConfig::file_value(&path).unwrap();
+        m.extend(settings(&[("steps", Value::from(7))]));
+        let c = TrainConfig::from_value(m, "run.toml").unwrap();
+        assert_eq!((c.steps, c.lr_head, c.batch_size), (7, 1e-3, 8));
+        assert_eq!(c.schedule().unwrap(), Schedule::CosineWarmup { warmup_steps: 1, total_steps: 7, num_cycles: 0.5 });
+
+        let base = [("train", Value::from("t")), ("out", Value::from("o")), ("encoder", Value::from("e"))];
+        let err = |extra: (&str, Value)| {
+            let mut s = settings(&base);
+            s.insert(extra.0.to_string(), extra.1);
+            TrainConfig::from_value(s, "flags").unwrap_err().to_string()
+        };
+        assert!(err(("stepz", Value::from(3))).contains("stepz"));
+        assert!(err(("steps", Value::from("many"))).contains("steps") || err(("steps", Value::from("many"))).contains("invalid type"));
+        assert!(err(("batch_size", Value::from(0))).contains("batch_size"));
+        assert!(err(("scheduler", Value::from("step"))).contains("scheduler"));
+        assert!(err(("init", Value::from("g"))).contains("either"));
+        assert!(TrainConfig::from_value(settings(&base[..2]), "flags").unwrap_err().to_string().contains("encoder"));
+        std::fs::write(&path, "steps = [").unwrap();
+        assert!(TrainConfig::file_value(&path).unwrap_err().to_string().contains("run.toml"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

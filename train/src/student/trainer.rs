@@ -36,6 +36,7 @@ use crate::optim::{clip_grad_norm, gliner_param_groups, AdamW, AdamWConfig, Glin
 const CONFIG_FILE: &str = "train_config.json";
 const METRICS_FILE: &str = "metrics.jsonl";
 const CURVE_FILE: &str = "curve.svg";
+const UNMAPPED_FILE: &str = "unmapped_mentions.jsonl";
 
 /// One optimiser step's numbers.
 #[derive(Clone, Debug)]
@@ -123,6 +124,7 @@ impl Trainer {
         if conv.examples.is_empty() {
             return Err(Error::file(&train_path, "no training examples (no document has words)"));
         }
+        write_unmapped(&out.join(UNMAPPED_FILE), &conv.unmapped)?;
         let dev = match &config.dev {
             Some(p) => read_corpus(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None)?,
             None => Vec::new(),
@@ -286,6 +288,15 @@ impl Trainer {
         let svg = curve_svg(&self.metrics.records()?);
         write_atomic(self.out.join(CURVE_FILE), svg.as_bytes())
     }
+}
+
+/// The training mentions without a word span, one JSON line each, for the user to inspect.
+fn write_unmapped(path: &Path, unmapped: &[Unmapped]) -> Result<()> {
+    let lines: String = unmapped
+        .iter()
+        .map(|u| json!({"doc": u.doc_id, "start": u.start, "end": u.end, "text": u.text, "label": u.label, "reason": format!("{:?}", u.reason)}).to_string() + "\n")
+        .collect();
+    write_atomic(path, lines.as_bytes())
 }
 
 fn read_saved_config(path: &Path) -> Result<TrainConfig> {
