@@ -19,6 +19,8 @@ pub struct IobCorpus {
     pub documents: Vec<Document>,
     pub sentences: usize,
     pub tokens: usize,
+    /// The file has no `-DOCSTART-` lines: every document is one sentence.
+    pub sentence_level: bool,
     /// Lines whose `I-` tag followed `O`, a sentence start or another type:
     /// each such tag opened a new mention (IOB1-style) instead of being
     /// rejected; listed so callers can report them.
@@ -61,6 +63,7 @@ pub fn read_iob(path: &Path) -> Result<IobCorpus> {
         documents: Vec::new(),
         sentences: 0,
         tokens: 0,
+        sentence_level: !has_docstart,
         inside_without_begin: Vec::new(),
     };
     let mut doc = Builder::new();

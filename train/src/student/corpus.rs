@@ -38,9 +38,20 @@ impl FromStr for Format {
 /// Read the documents of `path` (a file; a folder for brat), dropping those
 /// whose ids are listed in `exclude_ids` (one id per line).
 pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>) -> Result<Vec<Document>> {
+    Ok(read_corpus_with_level(path, format, exclude_ids)?.0)
+}
+
+/// As [`read_corpus`], and whether every document is a single sentence
+/// (IOB files without document boundaries), which training must not cut further.
+pub fn read_corpus_with_level(path: &Path, format: Format, exclude_ids: Option<&Path>) -> Result<(Vec<Document>, bool)> {
     let err = |e: data::DataError| Error::Msg(e.to_string());
+    let mut sentence_level = false;
     let docs = match format {
-        Format::Iob => data::iob::read_iob(path).map_err(err)?.documents,
+        Format::Iob => {
+            let corpus = data::iob::read_iob(path).map_err(err)?;
+            sentence_level = corpus.sentence_level;
+            corpus.documents
+        }
         Format::Pubtator => data::pubtator::read_pubtator(path).map_err(err)?,
         Format::Brat => data::brat::read_brat_dir(path).map_err(err)?,
         Format::Gliner => data::gliner_json::read_gliner_json(path).map_err(err)?,
@@ -55,7 +66,7 @@ pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>) -> R
     if docs.is_empty() {
         return Err(Error::file(path, "no documents"));
     }
-    Ok(docs)
+    Ok((docs, sentence_level))
 }
 
 /// `TAG=label,...`, or the name of a corpus with a default map

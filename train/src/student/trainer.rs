@@ -24,7 +24,7 @@ use kogner_tensor::{Error, Result};
 
 use super::checkpoint::{self, ModelFiles, TrainerState, CHECKPOINT};
 use super::config::TrainConfig;
-use super::corpus::{label_map, prompt_labels, read_corpus, Format};
+use super::corpus::{label_map, prompt_labels, read_corpus, read_corpus_with_level, Format};
 use super::evaluate::evaluate_model;
 use super::metrics::{curve_svg, MetricsLog};
 use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM};
@@ -117,9 +117,9 @@ impl Trainer {
         let map = label_map(config.labels.as_deref().unwrap_or(&config.train_format))?;
         let format: Format = config.train_format.parse()?;
         let train_path = config.train.clone().expect("validated");
-        let docs = read_corpus(&train_path, format, config.train_exclude_ids.as_deref())?;
+        let (docs, sentence_level) = read_corpus_with_level(&train_path, format, config.train_exclude_ids.as_deref())?;
         let labels = prompt_labels(&map, &docs)?;
-        let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: true })
+        let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: !sentence_level })
             .map_err(|e| Error::Msg(format!("{}: {e}", train_path.display())))?;
         if conv.examples.is_empty() {
             return Err(Error::file(&train_path, "no training examples (no document has words)"));
