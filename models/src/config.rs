@@ -28,30 +28,34 @@ pub enum EncoderConfig {
 }
 
 impl EncoderConfig {
-    pub fn hidden_size(&self) -> usize {
+    pub fn dims(&self) -> &EncoderDims {
         match self {
-            EncoderConfig::Deberta(c) => c.hidden_size,
-            EncoderConfig::Bert(c) => c.hidden_size,
+            EncoderConfig::Deberta(c) => &c.dims,
+            EncoderConfig::Bert(c) => &c.dims,
         }
     }
-    pub fn vocab_size(&self) -> usize {
+    pub fn dims_mut(&mut self) -> &mut EncoderDims {
         match self {
-            EncoderConfig::Deberta(c) => c.vocab_size,
-            EncoderConfig::Bert(c) => c.vocab_size,
+            EncoderConfig::Deberta(c) => &mut c.dims,
+            EncoderConfig::Bert(c) => &mut c.dims,
         }
+    }
+    pub fn hidden_size(&self) -> usize {
+        self.dims().hidden_size
+    }
+    pub fn vocab_size(&self) -> usize {
+        self.dims().vocab_size
     }
     /// Longest sub-token sequence the encoder accepts (absolute positions
     /// for BERT; DeBERTa is relative but its tokenizers cap at 512 too).
     pub fn max_tokens(&self) -> usize {
-        match self {
-            EncoderConfig::Deberta(c) => c.max_position_embeddings,
-            EncoderConfig::Bert(c) => c.max_position_embeddings,
-        }
+        self.dims().max_position_embeddings
     }
 }
 
+/// What every BERT-family encoder config has.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DebertaConfig {
+pub struct EncoderDims {
     pub hidden_size: usize,
     pub hidden_dropout: f64,
     pub attention_dropout: f64,
@@ -61,14 +65,19 @@ pub struct DebertaConfig {
     pub vocab_size: usize,
     pub layer_norm_eps: f64,
     pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub pad_token_id: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DebertaConfig {
+    pub dims: EncoderDims,
     /// `max_relative_positions`, with −1 resolved to `max_position_embeddings`.
     pub max_relative_positions: usize,
     /// 0 when bucketing is off.
     pub position_buckets: usize,
     pub norm_rel_ebd: bool,
     pub position_biased_input: bool,
-    pub type_vocab_size: usize,
-    pub pad_token_id: usize,
 }
 
 impl DebertaConfig {
@@ -84,17 +93,7 @@ impl DebertaConfig {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BertConfig {
-    pub hidden_size: usize,
-    pub hidden_dropout: f64,
-    pub attention_dropout: f64,
-    pub num_layers: usize,
-    pub num_heads: usize,
-    pub intermediate_size: usize,
-    pub vocab_size: usize,
-    pub layer_norm_eps: f64,
-    pub max_position_embeddings: usize,
-    pub type_vocab_size: usize,
-    pub pad_token_id: usize,
+    pub dims: EncoderDims,
 }
 
 /// Field access with errors that name the file and field.
@@ -205,6 +204,20 @@ fn encoder_config(f: &Fields) -> Result<EncoderConfig> {
         return Err(f.err("num_attention_heads", format!("{num_heads} does not divide hidden_size {hidden_size}")));
     }
     let model_type = f.str_or("model_type", "")?;
+    let bert = model_type == "bert";
+    let dims = EncoderDims {
+        hidden_size,
+        hidden_dropout: f.f64_or("hidden_dropout_prob", 0.1)?,
+        attention_dropout: f.f64_or("attention_probs_dropout_prob", 0.1)?,
+        num_layers: f.usize("num_hidden_layers")?,
+        num_heads,
+        intermediate_size: f.usize("intermediate_size")?,
+        vocab_size: f.usize("vocab_size")?,
+        layer_norm_eps: f.f64_or("layer_norm_eps", if bert { 1e-12 } else { 1e-7 })?,
+        max_position_embeddings: f.usize("max_position_embeddings")?,
+        type_vocab_size: f.usize_or("type_vocab_size", if bert { 2 } else { 0 })?,
+        pad_token_id: f.usize_or("pad_token_id", 0)?,
+    };
     match model_type {
         "deberta-v2" | "deberta-v3" => {
             if f.usize_or("embedding_size", hidden_size)? != hidden_size {
@@ -229,43 +242,21 @@ fn encoder_config(f: &Fields) -> Result<EncoderConfig> {
             if sorted != ["c2p", "p2c"] {
                 return Err(f.err("pos_att_type", format!("{pos:?} is not supported (expected [\"p2c\", \"c2p\"])")));
             }
-            let max_pos = f.usize("max_position_embeddings")?;
+            let max_pos = dims.max_position_embeddings;
             let mrp = f.i64_or("max_relative_positions", -1)?;
             let buckets = f.i64_or("position_buckets", -1)?;
             let norm = f.str_or("norm_rel_ebd", "none")?.to_lowercase();
             Ok(EncoderConfig::Deberta(DebertaConfig {
-                hidden_size,
-                hidden_dropout: f.f64_or("hidden_dropout_prob", 0.1)?,
-                attention_dropout: f.f64_or("attention_probs_dropout_prob", 0.1)?,
-                num_layers: f.usize("num_hidden_layers")?,
-                num_heads,
-                intermediate_size: f.usize("intermediate_size")?,
-                vocab_size: f.usize("vocab_size")?,
-                layer_norm_eps: f.f64_or("layer_norm_eps", 1e-7)?,
-                max_position_embeddings: max_pos,
+                dims,
                 max_relative_positions: if mrp < 1 { max_pos } else { mrp as usize },
                 position_buckets: if buckets > 0 { buckets as usize } else { 0 },
                 norm_rel_ebd: norm.split('|').any(|s| s.trim() == "layer_norm"),
                 position_biased_input: f.bool_or("position_biased_input", true)?,
-                type_vocab_size: f.usize_or("type_vocab_size", 0)?,
-                pad_token_id: f.usize_or("pad_token_id", 0)?,
             }))
         }
         "bert" => {
             f.require_str("position_embedding_type", "absolute", "absolute", "only absolute position embeddings are supported")?;
-            Ok(EncoderConfig::Bert(BertConfig {
-                hidden_size,
-                hidden_dropout: f.f64_or("hidden_dropout_prob", 0.1)?,
-                attention_dropout: f.f64_or("attention_probs_dropout_prob", 0.1)?,
-                num_layers: f.usize("num_hidden_layers")?,
-                num_heads,
-                intermediate_size: f.usize("intermediate_size")?,
-                vocab_size: f.usize("vocab_size")?,
-                layer_norm_eps: f.f64_or("layer_norm_eps", 1e-12)?,
-                max_position_embeddings: f.usize("max_position_embeddings")?,
-                type_vocab_size: f.usize_or("type_vocab_size", 2)?,
-                pad_token_id: f.usize_or("pad_token_id", 0)?,
-            }))
+            Ok(EncoderConfig::Bert(BertConfig { dims }))
         }
         other => Err(f.err("model_type", format!("`{other}` is not supported (deberta-v2 or bert)"))),
     }
@@ -284,9 +275,9 @@ mod tests {
         let d = GlinerConfig::from_file(&fixture("deberta-tiny")).unwrap();
         assert_eq!((d.hidden_size, d.max_width, d.class_token_index), (96, 12, 8002));
         let EncoderConfig::Deberta(e) = &d.encoder else { panic!("deberta expected") };
-        assert_eq!((e.att_span(), e.max_relative_positions, e.num_layers, e.norm_rel_ebd), (256, 512, 2, true));
+        assert_eq!((e.att_span(), e.max_relative_positions, e.dims.num_layers, e.norm_rel_ebd), (256, 512, 2, true));
         let m = GlinerConfig::from_file(&fixture("minilm")).unwrap();
-        assert!(matches!(m.encoder, EncoderConfig::Bert(BertConfig { num_layers: 6, hidden_size: 384, .. })));
+        assert!(matches!(&m.encoder, EncoderConfig::Bert(BertConfig { dims }) if dims.num_layers == 6 && dims.hidden_size == 384));
     }
 
     #[test]

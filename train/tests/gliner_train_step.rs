@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use kogner_autograd::ops::loss::{gliner_span_loss, Reduction};
 use kogner_autograd::Grads;
 use kogner_models::builder::open_weights;
-use kogner_models::config::{EncoderConfig, GlinerConfig};
+use kogner_models::config::GlinerConfig;
 use kogner_models::gliner::model::Gliner;
 use kogner_models::gliner::pipeline::model_inputs;
 use kogner_models::gliner::processor::{BatchItem, GlinerProcessor};
@@ -129,16 +129,9 @@ fn gliner_training_step_matches_torch() {
     // Model with every dropout at 0 (the fixture sets p = 0 on all 13 Dropout modules).
     let mut config = GlinerConfig::from_file(&dir.join("gliner_config.json")).expect("config");
     config.dropout = 0.0;
-    match &mut config.encoder {
-        EncoderConfig::Deberta(c) => {
-            c.hidden_dropout = 0.0;
-            c.attention_dropout = 0.0;
-        }
-        EncoderConfig::Bert(c) => {
-            c.hidden_dropout = 0.0;
-            c.attention_dropout = 0.0;
-        }
-    }
+    let dims = config.encoder.dims_mut();
+    dims.hidden_dropout = 0.0;
+    dims.attention_dropout = 0.0;
     let model = Gliner::from_source(config, open_weights(&dir.join("model.safetensors")).expect("weights")).expect("model");
     let processor = GlinerProcessor::from_dir(&dir).expect("processor");
 

@@ -4,6 +4,7 @@ use kogner_autograd::Var;
 use kogner_tensor::Result;
 
 use crate::builder::ParamBuilder;
+use crate::config::EncoderDims;
 use crate::nn::{LayerNorm, Linear, Mode};
 
 /// [B, T, h·d] → [B, h, T, d] (a view; the GEMM reads the strides).
@@ -78,32 +79,23 @@ pub struct TransformerLayer {
     pub ffn: FeedForward,
 }
 
-/// Sizes and names that differ between BERT and DeBERTa layers.
-pub struct LayerShape {
-    pub hidden: usize,
-    pub intermediate: usize,
-    pub eps: f64,
-    pub dropout: f64,
-    /// e.g. `["query", "key", "value"]` (BERT) or `["query_proj", "key_proj", "value_proj"]` (DeBERTa).
-    pub qkv_names: [&'static str; 3],
-}
-
 impl TransformerLayer {
-    /// `lb` points at `encoder.layer.N`.
-    pub fn new(lb: &ParamBuilder, s: &LayerShape) -> Result<Self> {
-        let (att, h) = (lb.pp("attention"), s.hidden);
+    /// `lb` points at `encoder.layer.N`; `qkv_names` are the projections'
+    /// names, `["query", "key", "value"]` (BERT) or `["query_proj", …]` (DeBERTa).
+    pub fn new(lb: &ParamBuilder, d: &EncoderDims, qkv_names: [&str; 3]) -> Result<Self> {
+        let (att, h) = (lb.pp("attention"), d.hidden_size);
         let sa = att.pp("self");
         Ok(TransformerLayer {
-            query: Linear::new(&sa.pp(s.qkv_names[0]), h, h, true)?,
-            key: Linear::new(&sa.pp(s.qkv_names[1]), h, h, true)?,
-            value: Linear::new(&sa.pp(s.qkv_names[2]), h, h, true)?,
-            attn_out: DenseResidualNorm::new(&att.pp("output"), h, h, s.eps, s.dropout)?,
-            ffn: FeedForward::new(lb, h, s.intermediate, s.eps, s.dropout)?,
+            query: Linear::new(&sa.pp(qkv_names[0]), h, h, true)?,
+            key: Linear::new(&sa.pp(qkv_names[1]), h, h, true)?,
+            value: Linear::new(&sa.pp(qkv_names[2]), h, h, true)?,
+            attn_out: DenseResidualNorm::new(&att.pp("output"), h, h, d.layer_norm_eps, d.hidden_dropout)?,
+            ffn: FeedForward::new(lb, h, d.intermediate_size, d.layer_norm_eps, d.hidden_dropout)?,
         })
     }
 
-    /// `num` layers under `encoder.layer.{0..num}`.
-    pub fn stack(encoder: &ParamBuilder, num: usize, s: &LayerShape) -> Result<Vec<Self>> {
-        (0..num).map(|l| Self::new(&encoder.pp("layer").pp(l.to_string()), s)).collect()
+    /// `d.num_layers` layers under `encoder.layer.{0..}`.
+    pub fn stack(encoder: &ParamBuilder, d: &EncoderDims, qkv_names: [&str; 3]) -> Result<Vec<Self>> {
+        (0..d.num_layers).map(|l| Self::new(&encoder.pp("layer").pp(l.to_string()), d, qkv_names)).collect()
     }
 }

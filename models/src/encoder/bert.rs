@@ -3,7 +3,7 @@
 
 use kogner_tensor::{DType, Error, Result, Tensor};
 
-use super::attention::{key_mask, merge_heads, split_heads, LayerShape, TransformerLayer};
+use super::attention::{key_mask, merge_heads, split_heads, TransformerLayer};
 use super::EncoderOutput;
 use crate::builder::ParamBuilder;
 use crate::config::BertConfig;
@@ -21,22 +21,15 @@ pub struct Bert {
 impl Bert {
     /// `b` points at the model root (tensor names `embeddings.…`, `encoder.layer.N.…`).
     pub fn new(b: &ParamBuilder, c: &BertConfig) -> Result<Bert> {
-        let h = c.hidden_size;
+        let h = c.dims.hidden_size;
         let emb = b.pp("embeddings");
-        let shape = LayerShape {
-            hidden: h,
-            intermediate: c.intermediate_size,
-            eps: c.layer_norm_eps,
-            dropout: c.hidden_dropout,
-            qkv_names: ["query", "key", "value"],
-        };
-        let layers = TransformerLayer::stack(&b.pp("encoder"), c.num_layers, &shape)?;
+        let layers = TransformerLayer::stack(&b.pp("encoder"), &c.dims, ["query", "key", "value"])?;
         Ok(Bert {
             config: c.clone(),
-            word_embeddings: Embedding::new(&emb.pp("word_embeddings"), c.vocab_size, h, 0.02)?,
-            position_embeddings: Embedding::new(&emb.pp("position_embeddings"), c.max_position_embeddings, h, 0.02)?,
-            token_type_embeddings: Embedding::new(&emb.pp("token_type_embeddings"), c.type_vocab_size.max(1), h, 0.02)?,
-            emb_norm: LayerNorm::new(&emb.pp("LayerNorm"), h, c.layer_norm_eps)?,
+            word_embeddings: Embedding::new(&emb.pp("word_embeddings"), c.dims.vocab_size, h, 0.02)?,
+            position_embeddings: Embedding::new(&emb.pp("position_embeddings"), c.dims.max_position_embeddings, h, 0.02)?,
+            token_type_embeddings: Embedding::new(&emb.pp("token_type_embeddings"), c.dims.type_vocab_size.max(1), h, 0.02)?,
+            emb_norm: LayerNorm::new(&emb.pp("LayerNorm"), h, c.dims.layer_norm_eps)?,
             layers,
         })
     }
@@ -45,8 +38,8 @@ impl Bert {
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, mode: &Mode) -> Result<EncoderOutput> {
         let c = &self.config;
         let (bsz, t) = (input_ids.shape()[0], input_ids.shape()[1]);
-        if t > c.max_position_embeddings {
-            return Err(Error::Msg(format!("sequence of {t} tokens exceeds BERT's max_position_embeddings {}", c.max_position_embeddings)));
+        if t > c.dims.max_position_embeddings {
+            return Err(Error::Msg(format!("sequence of {t} tokens exceeds BERT's max_position_embeddings {}", c.dims.max_position_embeddings)));
         }
         let pos = Tensor::from_indices(&(0..t).collect::<Vec<_>>(), &[t])?;
         // token_type_ids are never passed by GLiNER: type 0 everywhere
@@ -56,17 +49,17 @@ impl Bert {
             .forward(input_ids)?
             .add(&self.position_embeddings.forward(&pos)?)?
             .add(&self.token_type_embeddings.forward(&types)?)?;
-        let mut x = mode.dropout(&self.emb_norm.forward(&x)?, c.hidden_dropout)?;
+        let mut x = mode.dropout(&self.emb_norm.forward(&x)?, c.dims.hidden_dropout)?;
         let mut hidden_states = vec![x.clone()];
         let keys = key_mask(attention_mask)?;
-        let heads = c.num_heads;
-        let scale = 1.0 / ((c.hidden_size / heads) as f64).sqrt();
+        let heads = c.dims.num_heads;
+        let scale = 1.0 / ((c.dims.hidden_size / heads) as f64).sqrt();
         for layer in &self.layers {
             let q = split_heads(&layer.query.forward(&x)?, heads)?;
             let k = split_heads(&layer.key.forward(&x)?, heads)?;
             let v = split_heads(&layer.value.forward(&x)?, heads)?;
             let scores = q.matmul(&k.transpose(-2, -1)?)?.mul_scalar(scale)?;
-            let probs = mode.dropout(&scores.masked_softmax(&keys, -1)?, c.attention_dropout)?;
+            let probs = mode.dropout(&scores.masked_softmax(&keys, -1)?, c.dims.attention_dropout)?;
             let ctx = merge_heads(&probs.matmul(&v)?)?;
             let attn = layer.attn_out.forward(&ctx, &x, mode)?;
             x = layer.ffn.forward(&attn, mode)?;

@@ -6,7 +6,7 @@ use kogner_autograd::Var;
 use kogner_tensor::{with_float_dtype, Error, FloatElement, Result, Tensor};
 use rayon::prelude::*;
 
-use super::attention::{key_mask, merge_heads, split_heads, LayerShape, TransformerLayer};
+use super::attention::{key_mask, merge_heads, split_heads, TransformerLayer};
 use super::EncoderOutput;
 use crate::builder::{Init, ParamBuilder};
 use crate::config::DebertaConfig;
@@ -123,33 +123,26 @@ pub struct Deberta {
 impl Deberta {
     /// `b` points at the encoder model (`token_rep_layer.bert_layer.model`).
     pub fn new(b: &ParamBuilder, c: &DebertaConfig) -> Result<Deberta> {
-        let h = c.hidden_size;
+        let h = c.dims.hidden_size;
         let emb = b.pp("embeddings");
         let enc = b.pp("encoder");
-        let shape = LayerShape {
-            hidden: h,
-            intermediate: c.intermediate_size,
-            eps: c.layer_norm_eps,
-            dropout: c.hidden_dropout,
-            qkv_names: ["query_proj", "key_proj", "value_proj"],
-        };
-        let layers = TransformerLayer::stack(&enc, c.num_layers, &shape)?;
+        let layers = TransformerLayer::stack(&enc, &c.dims, ["query_proj", "key_proj", "value_proj"])?;
         Ok(Deberta {
             config: c.clone(),
-            word_embeddings: Embedding::new(&emb.pp("word_embeddings"), c.vocab_size, h, 0.02)?,
+            word_embeddings: Embedding::new(&emb.pp("word_embeddings"), c.dims.vocab_size, h, 0.02)?,
             position_embeddings: if c.position_biased_input {
-                Some(Embedding::new(&emb.pp("position_embeddings"), c.max_position_embeddings, h, 0.02)?)
+                Some(Embedding::new(&emb.pp("position_embeddings"), c.dims.max_position_embeddings, h, 0.02)?)
             } else {
                 None
             },
-            token_type_embeddings: if c.type_vocab_size > 0 {
-                Some(Embedding::new(&emb.pp("token_type_embeddings"), c.type_vocab_size, h, 0.02)?)
+            token_type_embeddings: if c.dims.type_vocab_size > 0 {
+                Some(Embedding::new(&emb.pp("token_type_embeddings"), c.dims.type_vocab_size, h, 0.02)?)
             } else {
                 None
             },
-            emb_norm: LayerNorm::new(&emb.pp("LayerNorm"), h, c.layer_norm_eps)?,
+            emb_norm: LayerNorm::new(&emb.pp("LayerNorm"), h, c.dims.layer_norm_eps)?,
             rel_embeddings: enc.pp("rel_embeddings").get("weight", &[2 * c.att_span(), h], Init::Normal(0.02))?,
-            rel_norm: if c.norm_rel_ebd { Some(LayerNorm::new(&enc.pp("LayerNorm"), h, c.layer_norm_eps)?) } else { None },
+            rel_norm: if c.norm_rel_ebd { Some(LayerNorm::new(&enc.pp("LayerNorm"), h, c.dims.layer_norm_eps)?) } else { None },
             layers,
         })
     }
@@ -158,8 +151,8 @@ impl Deberta {
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, mode: &Mode) -> Result<EncoderOutput> {
         let c = &self.config;
         let (bsz, t) = (input_ids.shape()[0], input_ids.shape()[1]);
-        if t > c.max_position_embeddings && self.position_embeddings.is_some() {
-            return Err(Error::Msg(format!("sequence of {t} tokens exceeds max_position_embeddings {}", c.max_position_embeddings)));
+        if t > c.dims.max_position_embeddings && self.position_embeddings.is_some() {
+            return Err(Error::Msg(format!("sequence of {t} tokens exceeds max_position_embeddings {}", c.dims.max_position_embeddings)));
         }
         let mut x = self.word_embeddings.forward(input_ids)?;
         if let Some(pe) = &self.position_embeddings {
@@ -171,7 +164,7 @@ impl Deberta {
         }
         let mask3 = Var::constant(attention_mask.reshape(&[bsz, t, 1])?);
         x = self.emb_norm.forward(&x)?.mul(&mask3)?;
-        x = mode.dropout(&x, c.hidden_dropout)?;
+        x = mode.dropout(&x, c.dims.hidden_dropout)?;
         let mut hidden_states = vec![x.clone()];
 
         let rel = match &self.rel_norm {
@@ -181,8 +174,8 @@ impl Deberta {
         let (first_row, rows, idx) = rel_pos_rows(t, c);
         let rel = rel.narrow(0, first_row, rows)?.unsqueeze(0)?;
         let keys = key_mask(attention_mask)?;
-        let heads = c.num_heads;
-        let d = c.hidden_size / heads;
+        let heads = c.dims.num_heads;
+        let d = c.dims.hidden_size / heads;
         // scale = sqrt(d · (1 + |{c2p, p2c}|)), in f32 as HF
         let inv_scale = 1.0 / ((d * 3) as f32).sqrt() as f64;
         for layer in &self.layers {
@@ -190,14 +183,14 @@ impl Deberta {
             let k = split_heads(&layer.key.forward(&x)?, heads)?;
             let v = split_heads(&layer.value.forward(&x)?, heads)?;
             // position keys/queries come from the same projections (share_att_key): [h, W, d]
-            let rel = mode.dropout(&rel, c.hidden_dropout)?;
+            let rel = mode.dropout(&rel, c.dims.hidden_dropout)?;
             let pk = split_heads(&layer.key.forward(&rel)?, heads)?;
             let pq = split_heads(&layer.query.forward(&rel)?, heads)?;
             let qk = q.matmul(&k.transpose(-2, -1)?)?;
             let c2p = q.matmul(&pk.transpose(-2, -1)?)?;
             let p2c = k.matmul(&pq.transpose(-2, -1)?)?;
             let scores = disentangled_scores(&qk, &c2p, &p2c, &idx, inv_scale)?;
-            let probs = mode.dropout(&scores.masked_softmax(&keys, -1)?, c.attention_dropout)?;
+            let probs = mode.dropout(&scores.masked_softmax(&keys, -1)?, c.dims.attention_dropout)?;
             let ctx = merge_heads(&probs.matmul(&v)?)?;
             let attn = layer.attn_out.forward(&ctx, &x, mode)?;
             x = layer.ffn.forward(&attn, mode)?;
