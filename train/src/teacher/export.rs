@@ -18,6 +18,9 @@ use kogner_tensor::{Error, Result, Rng, Tensor};
 use super::transr::{filtered_ranks, train as train_transr, EpochStats, LinkPredictionMetrics, TransRTrainConfig};
 use crate::kg::KnowledgeGraph;
 
+/// (head, relation, tail) node/relation indices.
+pub type Triples = Vec<[u32; 3]>;
+
 /// Per-node teacher embeddings, rows in `node_ids` order.
 #[derive(Clone, Debug)]
 pub struct TeacherEmbeddings {
@@ -93,7 +96,7 @@ pub fn graph_embeddings(model: &GraphTransformer, features: &Tensor, graph: &Gra
 
 /// The KG's edges split into (train, test) with `round(E·test_fraction)`
 /// random edges held out for link-prediction evaluation.
-pub fn split_edges(kg: &KnowledgeGraph, test_fraction: f64, seed: u64) -> Result<(Vec<[u32; 3]>, Vec<[u32; 3]>)> {
+pub fn split_edges(kg: &KnowledgeGraph, test_fraction: f64, seed: u64) -> Result<(Triples, Triples)> {
     if !(0.0..1.0).contains(&test_fraction) {
         return Err(Error::Msg(format!("edge split: test fraction must be in [0, 1), got {test_fraction}")));
     }
