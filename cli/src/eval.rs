@@ -8,7 +8,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kogner_models::gliner::decode::DecodeMode;
 use kogner_models::gliner::pipeline::{PredictOptions, Predictor};
-use kogner_train::student::{evaluate_model, label_map, prompt_labels, read_corpus, Format};
+use kogner_train::student::evaluate::num_units;
+use kogner_train::student::{evaluate_model, label_map, prompt_labels, read_corpus_with_level, Format};
 
 use crate::emit;
 
@@ -37,6 +38,10 @@ pub struct EvalArgs {
     nested: bool,
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
+    /// Read multi-sentence documents whole instead of one sentence at a time (the default
+    /// matches how `kogner train` cuts them).
+    #[arg(long)]
+    whole_documents: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -57,14 +62,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (None, None, _) => anyhow::bail!("--labels is required: TAG=label,... for {}", args.data.display()),
     };
     let map = label_map(&spec)?;
-    let docs = read_corpus(&args.data, format, args.exclude_ids.as_deref())?;
+    let (docs, sentence_level) = read_corpus_with_level(&args.data, format, args.exclude_ids.as_deref())?;
+    let by_sentence = !sentence_level && !args.whole_documents;
     let labels = prompt_labels(&map, &docs)?;
     let predictor = Predictor::load(&args.model)?;
     let mode = if args.nested { DecodeMode::NESTED } else { DecodeMode::FLAT };
     let opts = PredictOptions { threshold: args.threshold, mode, batch_size: args.batch_size };
-    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(docs.len() as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} documents [{elapsed_precise} < {eta_precise}]").expect("static template"));
-    let report = evaluate_model(&predictor, &docs, &map, &labels, &opts, |done| bar.set_position(done as u64))?;
+    let units = num_units(&docs, by_sentence);
+    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(units as u64) } else { ProgressBar::hidden() };
+    let unit = if by_sentence { "sentences" } else { "documents" };
+    bar.set_style(ProgressStyle::with_template(&format!("{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed_precise}} < {{eta_precise}}]")).expect("static template"));
+    let report = evaluate_model(&predictor, &docs, &map, &labels, &opts, by_sentence, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     if args.json {
         emit(&serde_json::to_string(&report)?)

@@ -90,6 +90,29 @@ fn starts_sentence(w: &Word) -> bool {
         .is_some_and(|c| c.is_uppercase() || c.is_numeric())
 }
 
+/// Whether a sentence may end before word `k` (`0 < k < words.len()`):
+/// after `.`/`!`/`?` and before a capital or a digit.
+fn sentence_cut(words: &[Word], k: usize) -> bool {
+    is_sentence_end(&words[k - 1]) && starts_sentence(&words[k])
+}
+
+/// The sentences of a word sequence as word ranges, by the same rule that
+/// cuts training documents (there, cuts inside mentions are skipped too).
+pub fn sentence_ranges(words: &[Word]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut a = 0;
+    for k in 1..words.len() {
+        if sentence_cut(words, k) {
+            out.push(a..k);
+            a = k;
+        }
+    }
+    if a < words.len() {
+        out.push(a..words.len());
+    }
+    out
+}
+
 /// Convert documents to examples, renaming tags through `labels`. An
 /// unknown tag is an error naming the tag and document. A document without
 /// words gives no example.
@@ -178,7 +201,7 @@ fn convert_document(
     if opts.split_sentences || n > opts.max_len {
         let mut a = 0;
         for k in 1..n {
-            if !blocked[k] && is_sentence_end(&words[k - 1]) && starts_sentence(&words[k]) {
+            if !blocked[k] && sentence_cut(&words, k) {
                 segments.push((a, k));
                 a = k;
             }

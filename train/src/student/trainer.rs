@@ -24,7 +24,7 @@ use kogner_tensor::{Error, Result};
 
 use super::checkpoint::{self, ModelFiles, TrainerState, CHECKPOINT};
 use super::config::TrainConfig;
-use super::corpus::{label_map, prompt_labels, read_corpus, read_corpus_with_level, Format};
+use super::corpus::{label_map, prompt_labels, read_corpus_with_level, Format};
 use super::evaluate::evaluate_model;
 use super::metrics::{curve_svg, MetricsLog};
 use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM};
@@ -76,6 +76,8 @@ pub struct Trainer {
     labels: Vec<String>,
     map: LabelMap,
     dev: Vec<Document>,
+    /// The dev corpus is read sentence by sentence (it has multi-sentence documents).
+    dev_by_sentence: bool,
     sampling: LabelSampling,
     order: ExampleOrder,
     pub state: TrainerState,
@@ -125,9 +127,9 @@ impl Trainer {
             return Err(Error::file(&train_path, "no training examples (no document has words)"));
         }
         write_unmapped(&out.join(UNMAPPED_FILE), &conv.unmapped)?;
-        let dev = match &config.dev {
-            Some(p) => read_corpus(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None)?,
-            None => Vec::new(),
+        let (dev, dev_sentence_level) = match &config.dev {
+            Some(p) => read_corpus_with_level(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None)?,
+            None => (Vec::new(), true),
         };
 
         let hyper = GlinerGroupHyper {
@@ -162,6 +164,7 @@ impl Trainer {
             labels,
             map,
             dev,
+            dev_by_sentence: !dev_sentence_level,
             sampling,
             state,
             metrics,
@@ -279,7 +282,7 @@ impl Trainer {
     /// Strict scores on the dev corpus.
     pub fn evaluate_dev(&self) -> Result<EvalReport> {
         let opts = PredictOptions { threshold: self.config.threshold, mode: DecodeMode::FLAT, batch_size: self.config.eval_batch_size };
-        evaluate_model(&self.predictor, &self.dev, &self.map, &self.labels, &opts, |_| {})
+        evaluate_model(&self.predictor, &self.dev, &self.map, &self.labels, &opts, self.dev_by_sentence, |_| {})
     }
 
     fn save(&mut self) -> Result<()> {
