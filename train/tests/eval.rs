@@ -138,3 +138,34 @@ fn gold_from_documents_through_label_map() {
         "{err}"
     );
 }
+
+/// A model reading a two-sentence document sentence by sentence reports
+/// exactly the entities it finds in each sentence alone, shifted to the
+/// document's offsets.
+#[test]
+fn sentence_by_sentence_offsets_map_back_to_the_document() {
+    use kogner_models::gliner::pipeline::{Document as Text, PredictOptions, Predictor};
+    use kogner_train::student::evaluate_model;
+
+    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/gliner/deberta-tiny"));
+    let predictor = Predictor::load(&dir).expect("fixture model");
+    let labels = vec!["disease".to_string(), "gene".to_string()];
+    let opts = PredictOptions { threshold: 0.3, ..PredictOptions::default() };
+    let (first, second) = ("Cystic fibrosis is a common disease.", "Mutations of BRCA1 cause hereditary breast cancer.");
+    let text = format!("{first} {second}");
+    let shift = first.chars().count() + 1;
+    let alone = predictor
+        .predict(&[Text { text: first, labels: &labels }, Text { text: second, labels: &labels }], &opts, |_| {})
+        .expect("predict");
+    let mentions: Vec<Mention> = alone[0]
+        .iter()
+        .map(|e| (e.start, e.end, &e.label))
+        .chain(alone[1].iter().map(|e| (e.start + shift, e.end + shift, &e.label)))
+        .map(|(start, end, label)| Mention { start, end, label: label.clone(), concept_ids: vec![] })
+        .collect();
+    assert!(!alone[1].is_empty(), "the fixture model should find something in the second sentence at threshold 0.3");
+    let doc = Document { id: "d".into(), text, mentions };
+    let map = LabelMap::for_corpus("gliner").unwrap();
+    let report = evaluate_model(&predictor, std::slice::from_ref(&doc), &map, &labels, &opts, true, |_| {}).expect("eval");
+    assert_eq!((report.micro.tp, report.micro.fp, report.micro.fn_), (doc.mentions.len(), 0, 0));
+}
