@@ -5,6 +5,7 @@
 pub mod concat;
 pub mod dropout;
 pub mod elementwise;
+pub mod graph_attention;
 pub mod index;
 pub mod layer_norm;
 pub mod loss;

@@ -4,14 +4,20 @@
 //! layers with LayerNorm + ReLU between them, a node-type classifier).
 //!
 //! Messages flow `src → dst` (PyG `edge_index[0] → edge_index[1]`); the
-//! attention softmax runs over the edges sharing a target, so all per-edge
-//! work is gathers plus `segment_softmax` / `segment_sum` by target (linear
-//! in the edge count). A node without in-edges gets a zero message; no
-//! self-loops are added. Parameter names follow the PyG / torch state dict
+//! attention softmax runs over the edges sharing a target. All per-edge work
+//! is one fused op (`Var::graph_attention`) over a target-sorted CSR built
+//! once per graph: no `[E, heads, C]` tensor is materialised (linear in the
+//! edge count, alpha [E, heads] is the only per-edge state kept for
+//! backward). A node without in-edges gets a zero message; no self-loops
+//! are added. Parameter names follow the PyG / torch state dict
 //! (`convs.0.lin_query.weight`, `norms.0.bias`, `label_emb.emb.weight`, …).
 
+use std::sync::Arc;
+
+use kogner_autograd::ops::graph_attention::EdgeEmbedding;
 use kogner_autograd::ops::loss::{cross_entropy, Reduction};
 use kogner_autograd::Var;
+use kogner_tensor::ops::graph_attention::{AttentionGraph, EdgeTypes};
 use kogner_tensor::{DType, Error, Result, Tensor};
 
 use crate::builder::{Init, ParamBuilder};
@@ -28,6 +34,9 @@ pub struct Graph {
     pub dst: Tensor,
     /// i64 [E] relation type per edge.
     pub edge_type: Tensor,
+    /// The edges sorted by target (and grouped by source) for the fused
+    /// attention; built once, shared by every layer and epoch.
+    csr: Arc<AttentionGraph>,
 }
 
 impl Graph {
@@ -72,6 +81,7 @@ impl Graph {
         }
         let e = src.len();
         Ok(Graph {
+            csr: Arc::new(AttentionGraph::new(src, dst, num_nodes)?),
             num_nodes,
             src: Tensor::from_indices(src, &[e])?,
             dst: Tensor::from_indices(dst, &[e])?,
@@ -145,7 +155,8 @@ pub struct TransformerConv {
 pub struct ConvOutput {
     /// [N, output_dim]
     pub out: Var,
-    /// Attention per edge and head [E, heads], edge order.
+    /// Attention per edge and head [E, heads], edge order (a constant:
+    /// no gradient flows back through it).
     pub alpha: Var,
 }
 
@@ -182,21 +193,19 @@ impl TransformerConv {
                 self.cfg.in_channels
             )));
         }
-        let q = self.lin_query.forward(x)?.index_select(0, &graph.dst)?;
-        let k = self.lin_key.forward(x)?.index_select(0, &graph.src)?;
-        let v = self.lin_value.forward(x)?.index_select(0, &graph.src)?;
-        let (k, v) = match (&self.lin_edge, edge_attr) {
-            (None, None) => (k, v),
-            (Some(lin), Some(attr)) => {
-                let edge = project_edges(lin, attr, e)?;
-                (k.add(&edge)?, v.add(&edge)?)
-            }
+        let q = self.lin_query.forward(x)?.reshape(&[n, h, c])?;
+        let k = self.lin_key.forward(x)?.reshape(&[n, h, c])?;
+        let v = self.lin_value.forward(x)?.reshape(&[n, h, c])?;
+        let table = match (&self.lin_edge, edge_attr) {
+            (None, None) => None,
+            (Some(lin), Some(attr)) => Some(project_edges(lin, attr, &graph.csr, e, h, c)?),
             (None, Some(_)) => return Err(Error::Msg("TransformerConv: edge_attr given to a layer without edge_dim".into())),
             (Some(_), None) => return Err(Error::Msg("TransformerConv: layer has edge_dim but no edge_attr was given".into())),
         };
-        let scores = q.mul(&k)?.reshape(&[e, h, c])?.sum(2, false)?.mul_scalar(1.0 / (c as f64).sqrt())?;
-        let alpha = scores.segment_softmax(&graph.dst, n)?;
-        let msg = v.reshape(&[e, h, c])?.mul(&alpha.unsqueeze(2)?)?.segment_sum(&graph.dst, n)?;
+        // PyG adds the projected edge feature to both key and value of each edge
+        let emb = table.as_ref().map(|(t, types)| EdgeEmbedding { table: t, types: types.clone() });
+        let (msg, alpha) = Var::graph_attention(&q, &k, &v, emb, &graph.csr)?;
+        let alpha = Var::constant(alpha);
         let agg = if self.cfg.concat { msg.reshape(&[n, h * c])? } else { msg.mean(1, false)? };
         let out = match (&self.lin_skip, &self.lin_beta) {
             (Some(skip), Some(lin_beta)) => {
@@ -213,15 +222,16 @@ impl TransformerConv {
     }
 }
 
-/// `W_e · edge_attr` per edge → [E, heads·C].
-fn project_edges(lin: &Linear, attr: EdgeAttr, e: usize) -> Result<Var> {
+/// `W_e · edge_attr` as a table [rows, heads, C] and each edge's row of it:
+/// the projected type table (T rows) or one row per edge.
+fn project_edges(lin: &Linear, attr: EdgeAttr, csr: &AttentionGraph, e: usize, h: usize, c: usize) -> Result<(Var, Arc<EdgeTypes>)> {
     let d = lin.weight.shape()[1];
     match attr {
         EdgeAttr::Dense(a) => {
             if a.shape() != [e, d] {
                 return Err(Error::Msg(format!("TransformerConv: edge_attr {:?} does not match [{e}, {d}]", a.shape())));
             }
-            lin.forward(a)
+            Ok((lin.forward(a)?.reshape(&[e, h, c])?, Arc::new(EdgeTypes::per_edge(csr))))
         }
         EdgeAttr::Typed { table, types } => {
             if table.shape().len() != 2 || table.shape()[1] != d {
@@ -230,7 +240,8 @@ fn project_edges(lin: &Linear, attr: EdgeAttr, e: usize) -> Result<Var> {
             if types.shape() != [e] {
                 return Err(Error::Msg(format!("TransformerConv: {:?} edge types for {e} edges", types.shape())));
             }
-            lin.forward(table)?.index_select(0, types)
+            let t = table.shape()[0];
+            Ok((lin.forward(table)?.reshape(&[t, h, c])?, Arc::new(EdgeTypes::new(csr, types, t)?)))
         }
     }
 }
