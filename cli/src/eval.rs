@@ -8,8 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kogner_models::gliner::decode::DecodeMode;
 use kogner_models::gliner::pipeline::{PredictOptions, Predictor};
-use kogner_train::student::evaluate::num_units;
-use kogner_train::student::{evaluate_model, label_map, prompt_labels, read_corpus_with_level, Format};
+use kogner_train::student::{evaluate_model, label_map, prompt_labels, read_corpus, Format};
 
 use crate::emit;
 
@@ -62,17 +61,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (None, None, _) => anyhow::bail!("--labels is required: TAG=label,... for {}", args.data.display()),
     };
     let map = label_map(&spec)?;
-    let (docs, sentence_level) = read_corpus_with_level(&args.data, format, args.exclude_ids.as_deref())?;
+    let (docs, sentence_level) = read_corpus(&args.data, format, args.exclude_ids.as_deref())?;
     let by_sentence = !sentence_level && !args.whole_documents;
     let labels = prompt_labels(&map, &docs)?;
     let predictor = Predictor::load(&args.model)?;
     let mode = if args.nested { DecodeMode::NESTED } else { DecodeMode::FLAT };
     let opts = PredictOptions { threshold: args.threshold, mode, batch_size: args.batch_size };
-    let units = num_units(&docs, by_sentence);
-    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(units as u64) } else { ProgressBar::hidden() };
+    // The length is set once evaluate_model knows how many units the documents make.
+    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
     let unit = if by_sentence { "sentences" } else { "documents" };
     bar.set_style(ProgressStyle::with_template(&format!("{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed_precise}} < {{eta_precise}}]")).expect("static template"));
-    let report = evaluate_model(&predictor, &docs, &map, &labels, &opts, by_sentence, |done| bar.set_position(done as u64))?;
+    let report = evaluate_model(&predictor, &docs, &map, &labels, &opts, by_sentence, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     if args.json {
         emit(&serde_json::to_string(&report)?)

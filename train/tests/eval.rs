@@ -166,6 +166,6 @@ fn sentence_by_sentence_offsets_map_back_to_the_document() {
     assert!(!alone[1].is_empty(), "the fixture model should find something in the second sentence at threshold 0.3");
     let doc = Document { id: "d".into(), text, mentions };
     let map = LabelMap::for_corpus("gliner").unwrap();
-    let report = evaluate_model(&predictor, std::slice::from_ref(&doc), &map, &labels, &opts, true, |_| {}).expect("eval");
+    let report = evaluate_model(&predictor, std::slice::from_ref(&doc), &map, &labels, &opts, true, |_, _| {}).expect("eval");
     assert_eq!((report.micro.tp, report.micro.fp, report.micro.fn_), (doc.mentions.len(), 0, 0));
 }

@@ -36,14 +36,10 @@ impl FromStr for Format {
 }
 
 /// Read the documents of `path` (a file; a folder for brat), dropping those
-/// whose ids are listed in `exclude_ids` (one id per line).
-pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>) -> Result<Vec<Document>> {
-    Ok(read_corpus_with_level(path, format, exclude_ids)?.0)
-}
-
-/// As [`read_corpus`], and whether every document is a single sentence
-/// (IOB files without document boundaries), which training must not cut further.
-pub fn read_corpus_with_level(path: &Path, format: Format, exclude_ids: Option<&Path>) -> Result<(Vec<Document>, bool)> {
+/// whose ids are listed in `exclude_ids` (one id per line), and whether
+/// every document is a single sentence (IOB files without document
+/// boundaries), which training and evaluation must not cut further.
+pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>) -> Result<(Vec<Document>, bool)> {
     let err = |e: data::DataError| Error::Msg(e.to_string());
     let mut sentence_level = false;
     let docs = match format {

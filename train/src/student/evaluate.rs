@@ -35,7 +35,7 @@ fn units<'a>(d: usize, doc: &'a Document, by_sentence: bool) -> Vec<Unit<'a>> {
 /// the gold mentions (tags renamed through `map`). With `by_sentence`,
 /// multi-sentence documents are read one sentence at a time, as a model
 /// trained on sentences expects (offsets are mapped back to the document).
-/// `progress(done)` counts finished units.
+/// `progress(done, total)` counts finished units (sentences or documents).
 pub fn evaluate_model(
     predictor: &Predictor,
     docs: &[Document],
@@ -43,20 +43,16 @@ pub fn evaluate_model(
     labels: &[String],
     opts: &PredictOptions,
     by_sentence: bool,
-    progress: impl FnMut(usize),
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport> {
     let units: Vec<Unit<'_>> = docs.iter().enumerate().flat_map(|(d, doc)| units(d, doc, by_sentence)).collect();
+    let total = units.len();
     let texts: Vec<Text<'_>> = units.iter().map(|u| Text { text: u.text, labels }).collect();
-    let predicted = predictor.predict(&texts, opts, progress)?;
+    let predicted = predictor.predict(&texts, opts, |done| progress(done, total))?;
     let mut pred: Vec<Vec<Span>> = vec![Vec::new(); docs.len()];
     for (u, ents) in units.iter().zip(&predicted) {
         pred[u.doc].extend(ents.iter().map(|e: &Entity| Span { start: e.start + u.char_offset, end: e.end + u.char_offset, label: e.label.clone() }));
     }
     let gold: Vec<Vec<Span>> = docs.iter().map(|d| gold_spans(d, map).map_err(|e| Error::Msg(e.to_string()))).collect::<Result<_>>()?;
     Ok(evaluate(gold.iter().zip(&pred).map(|(g, p)| (g.as_slice(), p.as_slice()))))
-}
-
-/// How many units `evaluate_model` reads (for progress bars).
-pub fn num_units(docs: &[Document], by_sentence: bool) -> usize {
-    docs.iter().enumerate().map(|(d, doc)| units(d, doc, by_sentence).len()).sum()
 }

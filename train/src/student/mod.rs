@@ -11,6 +11,6 @@ pub mod targets;
 pub mod trainer;
 
 pub use config::TrainConfig;
-pub use corpus::{label_map, prompt_labels, read_corpus, read_corpus_with_level, Format};
+pub use corpus::{label_map, prompt_labels, read_corpus, Format};
 pub use evaluate::evaluate_model;
 pub use trainer::{Event, StepStats, Trainer};

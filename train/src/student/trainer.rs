@@ -24,7 +24,7 @@ use kogner_tensor::{Error, Result};
 
 use super::checkpoint::{self, ModelFiles, TrainerState, CHECKPOINT};
 use super::config::TrainConfig;
-use super::corpus::{label_map, prompt_labels, read_corpus_with_level, Format};
+use super::corpus::{label_map, prompt_labels, read_corpus, Format};
 use super::evaluate::evaluate_model;
 use super::metrics::{curve_svg, MetricsLog};
 use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM};
@@ -119,7 +119,7 @@ impl Trainer {
         let map = label_map(config.labels.as_deref().unwrap_or(&config.train_format))?;
         let format: Format = config.train_format.parse()?;
         let train_path = config.train.clone().expect("validated");
-        let (docs, sentence_level) = read_corpus_with_level(&train_path, format, config.train_exclude_ids.as_deref())?;
+        let (docs, sentence_level) = read_corpus(&train_path, format, config.train_exclude_ids.as_deref())?;
         let labels = prompt_labels(&map, &docs)?;
         let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: !sentence_level })
             .map_err(|e| Error::Msg(format!("{}: {e}", train_path.display())))?;
@@ -128,7 +128,7 @@ impl Trainer {
         }
         write_unmapped(&out.join(UNMAPPED_FILE), &conv.unmapped)?;
         let (dev, dev_sentence_level) = match &config.dev {
-            Some(p) => read_corpus_with_level(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None)?,
+            Some(p) => read_corpus(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None)?,
             None => (Vec::new(), true),
         };
 
@@ -282,7 +282,7 @@ impl Trainer {
     /// Strict scores on the dev corpus.
     pub fn evaluate_dev(&self) -> Result<EvalReport> {
         let opts = PredictOptions { threshold: self.config.threshold, mode: DecodeMode::FLAT, batch_size: self.config.eval_batch_size };
-        evaluate_model(&self.predictor, &self.dev, &self.map, &self.labels, &opts, self.dev_by_sentence, |_| {})
+        evaluate_model(&self.predictor, &self.dev, &self.map, &self.labels, &opts, self.dev_by_sentence, |_, _| {})
     }
 
     fn save(&mut self) -> Result<()> {
