@@ -64,7 +64,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let (docs, sentence_level) = read_corpus(&args.data, format, args.exclude_ids.as_deref())?;
     let by_sentence = !sentence_level && !args.whole_documents;
     let labels = prompt_labels(&map, &docs)?;
-    let predictor = Predictor::load(&args.model)?;
+    let predictor = Predictor::load_for_inference(&args.model)?;
     let mode = if args.nested { DecodeMode::NESTED } else { DecodeMode::FLAT };
     let opts = PredictOptions { threshold: args.threshold, mode, batch_size: args.batch_size };
     // The length is set once evaluate_model knows how many units the documents make.

@@ -115,7 +115,7 @@ fn entity_json(e: &Entity) -> Value {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     let (inputs, from_file) = read_inputs(&args)?;
-    let predictor = Predictor::load(&args.model)?;
+    let predictor = Predictor::load_for_inference(&args.model)?;
     let mode = DecodeMode { flat_ner: !args.nested, multi_label: args.multi_label };
     let opts = PredictOptions { threshold: args.threshold, mode, batch_size: args.batch_size };
     let docs: Vec<Document> = inputs.iter().map(|i| Document { text: &i.text, labels: &i.labels }).collect();

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use kogner_autograd::Var;
-use kogner_tensor::{Result, Rng};
+use kogner_tensor::{DType, Error, PackedLinear, Result, Rng, Tensor};
 
 use crate::builder::{Init, ParamBuilder};
 
@@ -39,8 +39,11 @@ impl Mode {
 
 /// `y = x·Wᵀ + b`, W [out, in].
 pub struct Linear {
+    /// Empty `[0, in]` once the layer is packed for inference.
     pub weight: Var,
     pub bias: Option<Var>,
+    /// The weight in the GEMM kernel's layout (see [`Linear::pack_for_inference`]).
+    packed: Option<PackedLinear>,
 }
 
 impl Linear {
@@ -50,14 +53,42 @@ impl Linear {
         Ok(Linear {
             weight: b.get("weight", &[d_out, d_in], Init::Uniform(bound))?,
             bias: if bias { Some(b.get("bias", &[d_out], Init::Uniform(bound))?) } else { None },
+            packed: None,
         })
     }
     /// x [..., in] → [..., out]
     pub fn forward(&self, x: &Var) -> Result<Var> {
-        x.linear(&self.weight, self.bias.as_ref())
+        match &self.packed {
+            None => x.linear(&self.weight, self.bias.as_ref()),
+            Some(packed) => {
+                if Var::needs_grad(&[x]) {
+                    return Err(Error::Msg("linear: a layer packed for inference cannot pass gradients".into()));
+                }
+                let bias = self.bias.as_ref().map(Var::value);
+                Ok(Var::constant(x.value().linear_packed(packed, bias.as_ref())?))
+            }
+        }
     }
     pub fn d_out(&self) -> usize {
-        self.weight.shape()[0]
+        match &self.packed {
+            Some(packed) => packed.d_out(),
+            None => self.weight.shape()[0],
+        }
+    }
+
+    /// Inference only: packs the weight once in the GEMM kernel's panel
+    /// layout (products then skip the per-call packing, same results bit
+    /// for bit) and lets go of the unpacked copy: `weight` becomes an empty
+    /// constant. The memory is freed once no parameter store holds the old
+    /// `Var` (see `Gliner::pack_for_inference`). The layer can no longer be
+    /// trained or saved.
+    pub fn pack_for_inference(&mut self) -> Result<()> {
+        if self.packed.is_none() {
+            let packed = self.weight.value().pack_linear_weight()?;
+            self.weight = Var::constant(Tensor::zeros(&[0, packed.d_in()], DType::F32));
+            self.packed = Some(packed);
+        }
+        Ok(())
     }
 }
 

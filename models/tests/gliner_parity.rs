@@ -143,6 +143,32 @@ fn deberta_tiny_matches_gliner() {
     run_parity(&model, &dir, 2);
 }
 
+/// The inference model (encoder weights packed once for the GEMM) gives the
+/// unpacked model's hidden states and logits bit for bit, and refuses gradients.
+#[test]
+fn packed_encoder_gives_the_same_bits() {
+    let dir = fixture_dir("deberta-tiny");
+    let exp: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let plain = Gliner::load(&dir).unwrap();
+    let mut packed = Gliner::load(&dir).unwrap();
+    packed.pack_for_inference().unwrap();
+    assert_eq!(packed.params.len(), 0, "the store lets go of the unpacked weights");
+    let (enc, head, _) = inputs(&exp, plain.config.class_token_index as i64);
+    let run = |m: &Gliner| no_grad(|| m.forward(&enc, &head, &Mode::inference())).unwrap();
+    let (a, b) = (run(&plain), run(&packed));
+    let bits = |v: &kogner_autograd::Var| v.value().to_vec::<f32>().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(a.encoder.hidden_states.len(), b.encoder.hidden_states.len());
+    for (x, y) in a.encoder.hidden_states.iter().zip(&b.encoder.hidden_states) {
+        assert_eq!(bits(x), bits(y));
+    }
+    assert_eq!(bits(&a.head.logits), bits(&b.head.logits));
+    run_parity(&packed, &dir, 2);
+    // With gradients on, the packed layers refuse instead of silently not training.
+    // (The embeddings are still parameters, so the first layer's input needs a gradient.)
+    let err = packed.forward(&enc, &head, &Mode::inference()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("packed for inference"), "{err}");
+}
+
 #[test]
 fn deberta_tiny_bin_loads_the_same_weights() {
     let a = Gliner::load(&fixture_dir("deberta-tiny")).unwrap();

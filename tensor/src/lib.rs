@@ -23,6 +23,7 @@ pub use device::Device;
 pub use dtype::{DType, Element, FloatElement};
 pub use error::{Error, Result};
 pub use layout::Layout;
+pub use ops::matmul::PackedLinear;
 pub use rng::Rng;
 pub use storage::Storage;
 pub use tensor::Tensor;

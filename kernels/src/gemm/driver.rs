@@ -183,8 +183,64 @@ struct Operands<T> {
     b: *const T,
     b_rs: usize,
     b_cs: usize,
+    /// Set when `b` is the base of a [`BOperand::Packed`] B: the layout of
+    /// the whole B and where this task's columns start in it.
+    b_packed: Option<PackedCols>,
     c: *mut T,
     ldc: usize,
+}
+
+/// A task's columns inside a packed B (see [`BOperand::Packed`]).
+#[derive(Clone, Copy)]
+struct PackedCols {
+    n_pad: usize,
+    /// The task's first column, a multiple of `NR`.
+    col0: usize,
+}
+
+/// B as the driver reads it: through strides (packed block by block as the
+/// loop nest reaches it), or packed once in advance for many products.
+#[derive(Clone, Copy)]
+pub(super) enum BOperand<'a, T> {
+    Strided(MatRef<'a, T>),
+    /// The kernel's panel layout for the whole of a `k × n` B: depth slices
+    /// of the `kc` that [`depth_block`] gives for `k`, slice `s` at
+    /// `s · kc · n_pad`, each `n_pad = ceil(n / NR) · NR` columns as
+    /// `kc × NR` panels (what `pack_b` writes for a block of all columns).
+    /// Any block of the loop nest (`nc` columns from a multiple of `NR`, one
+    /// depth slice) is then a contiguous run, exactly the packing buffer's
+    /// contents.
+    Packed { data: &'a [T], n_pad: usize },
+}
+
+/// The depth slice ([`Blocking::kc`]) every product of depth `k` uses, and
+/// hence the slice height of a packed B.
+pub(super) fn depth_block<T: Float, K: Kernel<T>>(k: usize) -> usize {
+    Blocking::new::<T, K>(1, 1, k).kc
+}
+
+/// Packs all of a `k × n` B (read through `b`'s strides) into `dst`, laid
+/// out as [`BOperand::Packed`] with `n_pad = n.next_multiple_of(NR)`.
+pub(super) fn pack_whole_b<T: Float, K: Kernel<T>>(kern: &K, b: MatRef<T>, k: usize, n: usize, dst: &mut [T]) {
+    let n_pad = n.next_multiple_of(K::NR);
+    assert!(dst.len() >= n_pad * k, "pack_whole_b: {} elements for {k} x {n_pad}", dst.len());
+    check_extent("B", b.data.len(), [1, k, n], [0, b.row_stride, b.col_stride]);
+    let kc = depth_block::<T, K>(k);
+    for pc in (0..k).step_by(kc) {
+        // SAFETY: depth pc..pc+kc of all n columns lies inside `b.data`
+        // (checked above); slice pc is written to dst[pc·n_pad ..
+        // (pc + kc)·n_pad], inside `dst` (asserted).
+        unsafe {
+            kern.pack_b(
+                b.data.as_ptr().add(pc * b.row_stride),
+                b.col_stride,
+                b.row_stride,
+                n,
+                kc.min(k - pc),
+                dst.as_mut_ptr().add(pc * n_pad),
+            )
+        };
+    }
 }
 
 /// `C = alpha·A·B + beta·C` for all batch items with micro-kernel `kern`.
@@ -194,7 +250,7 @@ pub(super) fn run<T: Float, K: Kernel<T>>(
     dims: GemmDims,
     alpha: T,
     a: MatRef<T>,
-    b: MatRef<T>,
+    b: BOperand<T>,
     beta: T,
     c: MatMut<T>,
 ) {
@@ -206,9 +262,11 @@ pub(super) fn run<T: Float, K: Kernel<T>>(
         scale_c(dims, beta, c);
         return;
     }
-    if m.saturating_mul(n).saturating_mul(k) <= SMALL_MAX_MACS {
-        small(dims, alpha, a, b, beta, c);
-        return;
+    if let BOperand::Strided(b) = b {
+        if m.saturating_mul(n).saturating_mul(k) <= SMALL_MAX_MACS {
+            small(dims, alpha, a, b, beta, c);
+            return;
+        }
     }
 
     // Each task is (batch item, part): parts split one product over N
@@ -261,9 +319,19 @@ pub(super) fn run<T: Float, K: Kernel<T>>(
             a: a.data[bi * a.batch_stride + rows.start * a.row_stride + depth.start * a.col_stride..].as_ptr(),
             a_rs: a.row_stride,
             a_cs: a.col_stride,
-            b: b.data[bi * b.batch_stride + depth.start * b.row_stride + cols.start * b.col_stride..].as_ptr(),
-            b_rs: b.row_stride,
-            b_cs: b.col_stride,
+            b: match b {
+                BOperand::Strided(b) => {
+                    b.data[bi * b.batch_stride + depth.start * b.row_stride + cols.start * b.col_stride..].as_ptr()
+                }
+                BOperand::Packed { data, .. } => data.as_ptr(),
+            },
+            b_rs: if let BOperand::Strided(b) = b { b.row_stride } else { 0 },
+            b_cs: if let BOperand::Strided(b) = b { b.col_stride } else { 0 },
+            b_packed: match b {
+                BOperand::Strided(_) => None,
+                // Split::N cuts columns on the NR grid; packed B never gets Split::K.
+                BOperand::Packed { n_pad, .. } => Some(PackedCols { n_pad, col0: cols.start }),
+            },
             c,
             ldc,
         };
@@ -332,8 +400,14 @@ impl Split {
     /// instead:
     /// each thread reads whole rows, and the extra pass that adds the partial
     /// products is small next to the depth.
-    fn choose<T: Float, K: Kernel<T>>(dims: GemmDims, a: &MatRef<T>, b: &MatRef<T>) -> Split {
+    ///
+    /// A packed B is cut over N or M only: its depth slices are fixed.
+    fn choose<T: Float, K: Kernel<T>>(dims: GemmDims, a: &MatRef<T>, b: &BOperand<T>) -> Split {
         let GemmDims { m, n, k, .. } = dims;
+        let b = match b {
+            BOperand::Strided(b) => b,
+            BOperand::Packed { .. } => return if m <= n { Split::N } else { Split::M },
+        };
         let deep = k >= SPLIT_K_MIN_DEPTH;
         if m <= n {
             if deep && b.col_stride == 1 && m <= 2 * K::MC {
@@ -425,12 +499,26 @@ struct Step {
 }
 
 impl<T> Operands<T> {
+    /// The first panel of the packed B block at depth `pc` (slice height
+    /// `kc`), columns from `jc` (a multiple of `NR`) of this task.
+    fn packed_block(&self, pk: PackedCols, pc: usize, jc: usize, kc: usize) -> *const T {
+        // Panel q = (col0 + jc) / NR starts q · kc · NR = (col0 + jc) · kc
+        // elements into its slice.
+        self.b.wrapping_add(pc * pk.n_pad + (pk.col0 + jc) * kc)
+    }
+
     /// Walks over the source data that `step` will read: its B block (if it
     /// is the block's first step) and its A block.
     fn prefetches(&self, step: &Step) -> [Prefetch; 2] {
         let b = if step.ic == 0 {
-            let src = self.b.wrapping_add(step.pc * self.b_rs + step.jc * self.b_cs);
-            Prefetch::block(src, self.b_cs, self.b_rs, step.nc, step.kc)
+            match self.b_packed {
+                // One contiguous run.
+                Some(pk) => Prefetch::block(self.packed_block(pk, step.pc, step.jc, step.kc), 1, 0, step.nc * step.kc, 1),
+                None => {
+                    let src = self.b.wrapping_add(step.pc * self.b_rs + step.jc * self.b_cs);
+                    Prefetch::block(src, self.b_cs, self.b_rs, step.nc, step.kc)
+                }
+            }
         } else {
             Prefetch::default()
         };
@@ -459,10 +547,11 @@ unsafe fn product<T: Float, K: Kernel<T>>(
     let (mr_, nr_) = (K::MR, K::NR);
     let direct_a = n <= DIRECT_MAX;
     // With a single row panel a packed B panel would be read only once.
-    let direct_b = ops.b_cs == 1 && (m <= mr_ || (K::B_IN_PLACE && m <= DIRECT_MAX));
+    let direct_b = ops.b_packed.is_none() && ops.b_cs == 1 && (m <= mr_ || (K::B_IN_PLACE && m <= DIRECT_MAX));
     let blocking = Blocking::new::<T, K>(m, n, k);
     let a_len = if direct_a { 0 } else { blocking.mc * blocking.kc };
-    let (abuf, bbuf) = bufs.get(a_len, blocking.nc * blocking.kc);
+    let b_len = if ops.b_packed.is_some() { 0 } else { blocking.nc * blocking.kc };
+    let (abuf, bbuf) = bufs.get(a_len, b_len);
     let (abuf, bbuf) = (abuf.as_mut_ptr(), bbuf.as_mut_ptr());
 
     let mut steps = blocking.steps(m, n, k).peekable();
@@ -473,7 +562,12 @@ unsafe fn product<T: Float, K: Kernel<T>>(
         // Columns read in place; in the direct mode only a partial last
         // panel is packed (kernels read whole panels).
         let b_in_place = if direct_b { nc - nc % nr_ } else { 0 };
-        if ic == 0 && b_in_place < nc {
+        // A packed B block is the packing buffer's contents, already there.
+        let b_block = match ops.b_packed {
+            Some(pk) => ops.packed_block(pk, pc, jc, kc),
+            None => bbuf.cast_const(),
+        };
+        if ic == 0 && b_in_place < nc && ops.b_packed.is_none() {
             // SAFETY: columns jc+b_in_place..jc+nc, depth pc..pc+kc of B are
             // in bounds (caller); `bbuf` holds blocking.nc * blocking.kc,
             // blocking.nc a multiple of NR.
@@ -505,7 +599,7 @@ unsafe fn product<T: Float, K: Kernel<T>>(
             let b = if jr < b_in_place {
                 BPanel { ptr: b_src.wrapping_add(jr), rs: ops.b_rs }
             } else {
-                BPanel { ptr: bbuf.wrapping_add((jr - b_in_place) * kc).cast_const(), rs: nr_ }
+                BPanel { ptr: b_block.wrapping_add((jr - b_in_place) * kc), rs: nr_ }
             };
             for ir in (0..mc).step_by(mr_) {
                 let a = if direct_a {

@@ -334,3 +334,54 @@ proptest! {
         check::<f64>(Isa::Scalar, case, seed);
     }
 }
+
+/// A packed B gives the very bits of the strided call on the same path (both
+/// pack the same panels; neither splits the depth), and C's padding stays.
+fn check_prepacked(isa: Isa, (m, n, k): (usize, usize, usize), b_trans: bool, c_pad: usize, beta: f32, seed: u64) {
+    let mut rng = Rng(seed | 1);
+    let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+    let (a, b) = (f32s(rng.vec(m * k)), f32s(rng.vec(k * n)));
+    let b_view = if b_trans { MatRef::row_major(&b, n, k).t() } else { MatRef::row_major(&b, k, n) };
+    let ldc = n + c_pad;
+    let c0 = f32s(rng.vec(m * ldc));
+    let packed = PackedB::new_with(isa, b_view, k, n);
+    assert_eq!((packed.k(), packed.n(), packed.isa()), (k, n, isa));
+    let mut got = c0.clone();
+    let c = MatMut { data: &mut got, row_stride: ldc, batch_stride: 0 };
+    gemm_prepacked(m, 0.75, MatRef::row_major(&a, m, k), &packed, beta, c);
+    let mut want = c0.clone();
+    let c = MatMut { data: &mut want, row_stride: ldc, batch_stride: 0 };
+    gemm_with(isa, GemmDims { batch: 1, m, n, k }, 0.75, MatRef::row_major(&a, m, k), b_view, beta, c);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(g.to_bits() == w.to_bits(), "{isa:?} {m}x{n}x{k} trans {b_trans}: C[{i}] = {g}, strided {w}");
+    }
+}
+
+#[test]
+fn prepacked_b_on_model_shapes() {
+    // A sentence (57 rows) and a batch (456) against 1024→4096 / 4096→1024 weights.
+    for isa in Isa::all_available() {
+        for dims in [(57, 4096, 1024), (456, 1024, 4096), (3, 70, 1030)] {
+            check_prepacked(isa, dims, true, 0, 0.0, 11);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn prepacked_b_random_shapes(
+        m in 1..150usize,
+        n in 1..150usize,
+        k in 0..800usize,
+        b_trans in any::<bool>(),
+        c_pad in 0..3usize,
+        beta in prop_oneof![Just(0.0f32), Just(1.0), -2.0..2.0f32],
+        seed in any::<u64>(),
+    ) {
+        for isa in Isa::all_available() {
+            check_prepacked(isa, (m, n, k), b_trans, c_pad, beta, seed);
+        }
+    }
+}

@@ -94,6 +94,14 @@ impl TransformerLayer {
         })
     }
 
+    /// Packs the six weight matrices for inference ([`Linear::pack_for_inference`]).
+    pub fn pack_for_inference(&mut self) -> Result<()> {
+        for linear in [&mut self.query, &mut self.key, &mut self.value, &mut self.attn_out.dense, &mut self.ffn.intermediate, &mut self.ffn.output.dense] {
+            linear.pack_for_inference()?;
+        }
+        Ok(())
+    }
+
     /// `d.num_layers` layers under `encoder.layer.{0..}`.
     pub fn stack(encoder: &ParamBuilder, d: &EncoderDims, qkv_names: [&str; 3]) -> Result<Vec<Self>> {
         (0..d.num_layers).map(|l| Self::new(&encoder.pp("layer").pp(l.to_string()), d, qkv_names)).collect()

@@ -15,7 +15,7 @@ pub struct Bert {
     position_embeddings: Embedding,
     token_type_embeddings: Embedding,
     emb_norm: LayerNorm,
-    layers: Vec<TransformerLayer>,
+    pub(super) layers: Vec<TransformerLayer>,
 }
 
 impl Bert {

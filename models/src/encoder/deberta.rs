@@ -117,7 +117,7 @@ pub struct Deberta {
     emb_norm: LayerNorm,
     rel_embeddings: Var,
     rel_norm: Option<LayerNorm>,
-    layers: Vec<TransformerLayer>,
+    pub(super) layers: Vec<TransformerLayer>,
 }
 
 impl Deberta {

@@ -10,6 +10,7 @@ use kogner_tensor::{Result, Tensor};
 use crate::builder::ParamBuilder;
 use crate::config::EncoderConfig;
 use crate::nn::Mode;
+use attention::TransformerLayer;
 
 /// Output of an encoder: the embedding output and every layer's output.
 pub struct EncoderOutput {
@@ -34,6 +35,16 @@ impl Encoder {
             EncoderConfig::Deberta(c) => Encoder::Deberta(deberta::Deberta::new(b, c)?),
             EncoderConfig::Bert(c) => Encoder::Bert(bert::Bert::new(b, c)?),
         })
+    }
+
+    /// Packs every layer's weight matrices for inference; the encoder can
+    /// no longer be trained (see [`crate::nn::Linear::pack_for_inference`]).
+    pub fn pack_for_inference(&mut self) -> Result<()> {
+        let layers = match self {
+            Encoder::Deberta(m) => &mut m.layers,
+            Encoder::Bert(m) => &mut m.layers,
+        };
+        layers.iter_mut().try_for_each(TransformerLayer::pack_for_inference)
     }
 
     /// input_ids [B, T] (i64), attention_mask [B, T] (f32 0/1) → hidden states.

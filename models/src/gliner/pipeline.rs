@@ -71,8 +71,17 @@ struct Unit {
 }
 
 impl Predictor {
+    /// A model that can also be trained (its parameters stay in `model.params`).
     pub fn load(dir: &Path) -> Result<Predictor> {
         Ok(Predictor { model: Gliner::load(dir)?, processor: GlinerProcessor::from_dir(dir)? })
+    }
+
+    /// A model for inference only, its encoder weights packed once
+    /// ([`Gliner::pack_for_inference`]): what `kogner predict` and `kogner eval` use.
+    pub fn load_for_inference(dir: &Path) -> Result<Predictor> {
+        let mut predictor = Self::load(dir)?;
+        predictor.model.pack_for_inference()?;
+        Ok(predictor)
     }
 
     /// Entities of every document, in input order. `progress(done)` is

@@ -69,7 +69,9 @@ impl SentenceEncoder {
 
         let weights = ["model.safetensors", "pytorch_model.bin"].iter().map(|f| dir.join(f)).find(|p| p.is_file());
         let weights = weights.ok_or_else(|| Error::file(dir, "no model.safetensors or pytorch_model.bin"))?;
-        let encoder = Encoder::new(&ParamBuilder::from_source(open_weights(&weights)?), &config)?;
+        let mut encoder = Encoder::new(&ParamBuilder::from_source(open_weights(&weights)?), &config)?;
+        // Frozen: weights packed once for the GEMM.
+        encoder.pack_for_inference()?;
 
         let tok_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| Error::file(&tok_path, e))?;

@@ -1,8 +1,9 @@
 //! Matrix products: `matmul` (batched, broadcasting batch dims) and the
-//! fused `linear` (x·Wᵀ + b). Operands are handed to the GEMM by strides,
+//! fused `linear` (x·Wᵀ + b), also with a weight packed once for
+//! inference ([`PackedLinear`]). Operands are handed to the GEMM by strides,
 //! so transposed views cost no copy.
 
-use kogner_kernels::gemm::{gemm, GemmDims, MatMut, MatRef};
+use kogner_kernels::gemm::{gemm, gemm_prepacked, GemmDims, MatMut, MatRef, PackedB};
 
 use super::elementwise::from_storage_vec;
 use crate::layout::broadcast_shape;
@@ -116,6 +117,22 @@ fn linear_impl<T: FloatElement>(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> R
         return Err(Error::ShapeMismatch { op: "linear", lhs: x.shape().to_vec(), rhs: w.shape().to_vec() });
     }
     let (n_out, k) = (w.shape()[0], w.shape()[1]);
+    let wt = w.t()?;
+    let wt = mat_ref::<T>(&wt, 0, 0)?;
+    linear_with(x, n_out, b, |m, xs, beta, out| {
+        gemm(GemmDims { batch: 1, m, n: n_out, k }, T::ONE, xs, wt, beta, out);
+    })
+}
+
+/// `x [..., k] → [..., n_out]`: the bias broadcast into the output, then
+/// `product(m, x as m × k, beta, out)` adds x·Wᵀ (beta 1 with a bias, else 0).
+fn linear_with<T: FloatElement>(
+    x: &Tensor,
+    n_out: usize,
+    b: Option<&Tensor>,
+    product: impl FnOnce(usize, MatRef<T>, T, MatMut<T>),
+) -> Result<Tensor> {
+    let k = x.shape()[x.rank() - 1];
     let m = x.numel() / k.max(1);
     let xc = x.contiguous()?;
     let mut out = vec![T::ZERO; m * n_out];
@@ -134,19 +151,56 @@ fn linear_impl<T: FloatElement>(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> R
         None => T::ZERO,
     };
     if k > 0 && m > 0 {
-        let wt = w.t()?;
-        gemm(
-            GemmDims { batch: 1, m, n: n_out, k },
-            T::ONE,
-            MatRef { data: xc.as_slice::<T>()?, row_stride: k, col_stride: 1, batch_stride: 0 },
-            mat_ref::<T>(&wt, 0, 0)?,
-            beta,
-            MatMut { data: &mut out, row_stride: n_out, batch_stride: 0 },
-        );
+        let xs = MatRef { data: xc.as_slice::<T>()?, row_stride: k, col_stride: 1, batch_stride: 0 };
+        product(m, xs, beta, MatMut { data: &mut out, row_stride: n_out, batch_stride: 0 });
     }
     let mut shape = x.shape().to_vec();
     *shape.last_mut().unwrap() = n_out;
     Ok(from_storage_vec(out, &shape))
+}
+
+/// A linear layer's f32 weight `W [out, in]` packed once, in the GEMM
+/// kernel's panel layout, as the `Wᵀ` of `x·Wᵀ`: an inference model's
+/// products then never repack their weights. Same results, bit for bit, as
+/// [`Tensor::linear`] with the unpacked weight.
+pub struct PackedLinear {
+    wt: PackedB,
+}
+
+impl PackedLinear {
+    pub fn d_in(&self) -> usize {
+        self.wt.k()
+    }
+    pub fn d_out(&self) -> usize {
+        self.wt.n()
+    }
+}
+
+impl Tensor {
+    /// Packs this f32 `[out, in]` weight for [`Tensor::linear_packed`].
+    pub fn pack_linear_weight(&self) -> Result<PackedLinear> {
+        if self.rank() != 2 || self.dtype() != crate::DType::F32 {
+            return Err(Error::Msg(format!(
+                "pack_linear_weight: want an f32 [out, in] weight, got {} {:?}",
+                self.dtype().name(),
+                self.shape()
+            )));
+        }
+        let (n_out, k) = (self.shape()[0], self.shape()[1]);
+        let wt = self.t()?;
+        Ok(PackedLinear { wt: PackedB::new(mat_ref::<f32>(&wt, 0, 0)?, k, n_out) })
+    }
+
+    /// As [`Tensor::linear`] with a packed weight; f32 only.
+    pub fn linear_packed(&self, w: &PackedLinear, b: Option<&Tensor>) -> Result<Tensor> {
+        if self.dtype() != crate::DType::F32 {
+            return Err(Error::DTypeMismatch { op: "linear", lhs: self.dtype(), rhs: crate::DType::F32 });
+        }
+        if self.rank() == 0 || self.shape()[self.rank() - 1] != w.d_in() {
+            return Err(Error::ShapeMismatch { op: "linear", lhs: self.shape().to_vec(), rhs: vec![w.d_out(), w.d_in()] });
+        }
+        linear_with::<f32>(self, w.d_out(), b, |m, xs, beta, out| gemm_prepacked(m, 1.0, xs, &w.wt, beta, out))
+    }
 }
 
 #[cfg(test)]
@@ -212,5 +266,31 @@ mod tests {
         let y = x.linear(&w, Some(&b)).unwrap();
         assert_eq!(y.to_vec::<f32>().unwrap(), vec![-1.5, 0.5, -1.5, 9.5]);
         assert!(x.linear(&Tensor::zeros(&[2, 4], DType::F32), None).is_err());
+    }
+
+    #[test]
+    fn packed_linear_gives_the_bits_of_linear() {
+        let vals = |n: usize, f: f64| (0..n).map(|i| ((i as f64 * f).sin() * 2.0) as f32).collect::<Vec<f32>>();
+        let x = Tensor::from_vec(vals(2 * 5 * 37, 0.37), &[2, 5, 37]).unwrap();
+        let w = Tensor::from_vec(vals(70 * 37, 0.11), &[70, 37]).unwrap();
+        let b = Tensor::from_vec(vals(70, 0.7), &[70]).unwrap();
+        // Also a weight stored transposed (a view): packing reads through strides.
+        let w_view = Tensor::from_vec(w.t().unwrap().to_vec::<f32>().unwrap(), &[37, 70]).unwrap().t().unwrap();
+        for w in [&w, &w_view] {
+            let packed = w.pack_linear_weight().unwrap();
+            assert_eq!((packed.d_in(), packed.d_out()), (37, 70));
+            for bias in [None, Some(&b)] {
+                let want = x.linear(w, bias).unwrap();
+                let got = x.linear_packed(&packed, bias).unwrap();
+                assert_eq!(got.shape(), &[2, 5, 70]);
+                let bits = |t: &Tensor| t.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want));
+            }
+        }
+        let packed = w.pack_linear_weight().unwrap();
+        assert!(Tensor::zeros(&[3, 36], DType::F32).linear_packed(&packed, None).is_err());
+        assert!(Tensor::zeros(&[3, 37], DType::F64).linear_packed(&packed, None).is_err());
+        assert!(x.linear_packed(&packed, Some(&Tensor::zeros(&[69], DType::F32))).is_err());
+        assert!(Tensor::zeros(&[3, 37], DType::F64).pack_linear_weight().is_err());
     }
 }
