@@ -131,6 +131,14 @@ pub struct Ffn {
 }
 
 impl Ffn {
+    /// Packs both layers for inference ([`Linear::pack_for_inference`]).
+    pub fn pack_for_inference(&mut self) -> Result<()> {
+        self.l0.pack_for_inference()?;
+        self.l3.pack_for_inference()
+    }
+}
+
+impl Ffn {
     pub fn new(b: &ParamBuilder, d_in: usize, d_out: usize, dropout: f64) -> Result<Ffn> {
         Ok(Ffn { l0: Linear::new(&b.pp("0"), d_in, 4 * d_out, true)?, l3: Linear::new(&b.pp("3"), 4 * d_out, d_out, true)?, dropout })
     }

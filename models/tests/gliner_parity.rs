@@ -143,10 +143,10 @@ fn deberta_tiny_matches_gliner() {
     run_parity(&model, &dir, 2);
 }
 
-/// The inference model (encoder weights packed once for the GEMM) gives the
+/// The inference model (weights packed once for the GEMM) gives the
 /// unpacked model's hidden states and logits bit for bit, and refuses gradients.
 #[test]
-fn packed_encoder_gives_the_same_bits() {
+fn packed_model_gives_the_same_bits() {
     let dir = fixture_dir("deberta-tiny");
     let exp: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let plain = Gliner::load(&dir).unwrap();
@@ -243,6 +243,10 @@ fn pipeline_matches(name: &str, model: Gliner) {
 #[test]
 fn deberta_tiny_pipeline_matches_gliner_entities() {
     pipeline_matches("deberta-tiny", Gliner::load(&fixture_dir("deberta-tiny")).unwrap());
+    // As `kogner predict` runs it: weights packed for inference.
+    let mut packed = Gliner::load(&fixture_dir("deberta-tiny")).unwrap();
+    packed.pack_for_inference().unwrap();
+    pipeline_matches("deberta-tiny", packed);
 }
 
 #[test]

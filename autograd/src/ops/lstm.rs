@@ -222,8 +222,10 @@ fn sigmoid<T: FloatElement>(v: T) -> T {
 fn recurrence_forward<T: FloatElement>(xw: &Tensor, w_hh: &Tensor, batch_sizes: &[usize], h: usize) -> Result<Forward> {
     let n_rows: usize = batch_sizes.iter().sum();
     let g4 = 4 * h;
-    let w = w_hh.contiguous()?;
-    let w = w.as_slice::<T>()?;
+    // W_hhᵀ [H, 4H] row-major, made once: each step's few rows then read it
+    // in place instead of re-packing a transposed W_hh per step.
+    let wt = w_hh.t()?.contiguous()?;
+    let wt = wt.as_slice::<T>()?;
     // Pre-activations are copied in, then overwritten step by step with the activations.
     let mut acts = xw.contiguous()?.to_vec::<T>()?;
     let mut cs = vec![T::ZERO; n_rows * h];
@@ -239,7 +241,7 @@ fn recurrence_forward<T: FloatElement>(xw: &Tensor, w_hh: &Tensor, batch_sizes: 
                 GemmDims { batch: 1, m: n, n: g4, k: h },
                 T::ONE,
                 MatRef { data: prev, row_stride: h, col_stride: 1, batch_stride: 0 },
-                MatRef { data: w, row_stride: 1, col_stride: h, batch_stride: 0 },
+                MatRef { data: wt, row_stride: g4, col_stride: 1, batch_stride: 0 },
                 T::ONE,
                 MatMut { data: gates, row_stride: g4, batch_stride: 0 },
             );

@@ -4,7 +4,7 @@
 
 use kogner_autograd::ops::lstm::{bilstm, LstmWeights};
 use kogner_autograd::Var;
-use kogner_tensor::{Error, Result, Tensor};
+use kogner_tensor::{Error, PackedLinear, Result, Tensor};
 
 use crate::builder::{Init, ParamBuilder};
 use crate::nn::{Ffn, Linear, Mode};
@@ -47,6 +47,9 @@ pub struct GlinerHead {
     pub lstm_bwd: LstmWeights,
     pub span: SpanMarker,
     pub prompt_rep: Ffn,
+    /// Inference: out_project.0's start and end halves packed for the GEMM
+    /// (see [`GlinerHead::pack_for_inference`]).
+    out_l0_halves: Option<[PackedLinear; 2]>,
 }
 
 /// Every intermediate of a forward pass (handles; cheap to keep).
@@ -108,7 +111,23 @@ impl GlinerHead {
                 out_project: Ffn::new(&span.pp("out_project"), 2 * hidden, hidden, dropout)?,
             },
             prompt_rep: Ffn::new(&b.pp("prompt_rep_layer"), hidden, hidden, dropout)?,
+            out_l0_halves: None,
         })
+    }
+
+    /// Inference only: packs the head's weight matrices once for the GEMM
+    /// (the projection, the start / end / prompt FFNs, and the two halves of
+    /// out_project.0 that [`Self::logits_inference`] multiplies by).
+    pub fn pack_for_inference(&mut self) -> Result<()> {
+        if let Some(p) = &mut self.projection {
+            p.pack_for_inference()?;
+        }
+        for ffn in [&mut self.span.project_start, &mut self.span.project_end, &mut self.prompt_rep] {
+            ffn.pack_for_inference()?;
+        }
+        let (w, d) = (self.span.out_project.l0.weight.value(), self.hidden);
+        self.out_l0_halves = Some([w.narrow(1, 0, d)?.pack_linear_weight()?, w.narrow(1, d, d)?.pack_linear_weight()?]);
+        Ok(())
     }
 
     /// encoder_out [B, T, H] → logits [B, N, K, C] and every intermediate.
@@ -187,9 +206,15 @@ impl GlinerHead {
         let (k, c, hid) = (self.max_width, prompts.shape()[1], 4 * d);
         let l0 = &self.span.out_project.l0;
         let l3 = &self.span.out_project.l3;
-        let from_start = start_rep.value().relu()?.linear(&l0.weight.value().narrow(1, 0, d)?, None)?.contiguous()?;
         let bias0 = l0.bias.as_ref().map(|b| b.value());
-        let from_end = end_rep.value().relu()?.linear(&l0.weight.value().narrow(1, d, d)?, bias0.as_ref())?.contiguous()?;
+        let (starts, ends) = (start_rep.value().relu()?, end_rep.value().relu()?);
+        let (from_start, from_end) = match &self.out_l0_halves {
+            Some([w_start, w_end]) => (starts.linear_packed(w_start, None)?, ends.linear_packed(w_end, bias0.as_ref())?),
+            None => {
+                let w0 = l0.weight.value();
+                (starts.linear(&w0.narrow(1, 0, d)?, None)?, ends.linear(&w0.narrow(1, d, d)?, bias0.as_ref())?)
+            }
+        };
         // q[b, c, :] = W3ᵀ p_{b,c} (4D), beta[b, c] = b3·p_{b,c}
         let p = prompts.value().contiguous()?;
         let q = p.matmul(&l3.weight.value())?.contiguous()?;

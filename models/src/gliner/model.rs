@@ -60,12 +60,13 @@ impl Gliner {
         Ok(GlinerOutput { encoder, head })
     }
 
-    /// Inference only: packs the encoder's weight matrices once in the GEMM
+    /// Inference only: packs the encoder's and head's weight matrices once in the GEMM
     /// kernel's layout (no per-call packing; same outputs bit for bit) and
     /// drops the parameter store, so the unpacked copies are freed. The
     /// model can no longer be trained or saved.
     pub fn pack_for_inference(&mut self) -> Result<()> {
         self.encoder.pack_for_inference()?;
+        self.head.pack_for_inference()?;
         self.params = ParamStore::new();
         Ok(())
     }
