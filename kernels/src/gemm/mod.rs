@@ -21,6 +21,11 @@
 //! | avx2   |  6 × 16 | 12 ymm            | 144 | 384 | 4096 |
 //! | scalar |  4 × 4  | 16 (f32 or f64)   |  64 | 256 | 1024 |
 //!
+//! A B that many products share (a weight at inference) can be packed once
+//! into that layout for all of its `KC` depth slices ([`PackedB`]); the
+//! driver then takes each block's panels from it instead of packing
+//! ([`gemm_prepacked`], same bits as the strided call).
+//!
 //! Small operands are not packed: when a task has at most 64 columns the
 //! kernels read A in place (a packed panel would serve only a few tiles),
 //! and with at most 64 rows the avx512 kernel also reads a row-major B in
