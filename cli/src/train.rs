@@ -72,6 +72,9 @@ pub struct TrainArgs {
     max_width: Option<usize>,
     #[arg(long)]
     max_len: Option<usize>,
+    /// Cut words where a training mention starts or ends inside them (default true).
+    #[arg(long)]
+    split_at_mentions: Option<bool>,
     #[arg(long)]
     dropout: Option<f64>,
     /// sum (GLiNER's default) or mean.
@@ -137,6 +140,7 @@ impl TrainArgs {
         put("focal_alpha", self.focal_alpha.map(|v| json!(v)));
         put("focal_gamma", self.focal_gamma.map(|v| json!(v)));
         put("label_sampling", self.label_sampling.as_ref().map(|v| json!(v)));
+        put("split_at_mentions", self.split_at_mentions.map(|v| json!(v)));
         put("group_by_length", self.group_by_length.map(|v| json!(v)));
         put("seed", self.seed.map(|v| json!(v)));
         put("eval_every", self.eval_every.map(|v| json!(v)));

@@ -9,7 +9,7 @@ use kogner_train::data::gliner_json::read_gliner_json;
 use kogner_train::data::iob::read_iob;
 use kogner_train::data::pubtator::{normalise_ids, read_pubtator};
 use kogner_train::data::{
-    exclude_ids, read_id_list, to_examples, ConvertOptions, Document, LabelMap, Mention,
+    document_words, exclude_ids, read_id_list, to_examples, ConvertOptions, Document, LabelMap, Mention,
     UnmappedReason,
 };
 
@@ -386,7 +386,7 @@ fn check_conversion(
         .map(|(a, b, c, d, _)| (a.clone(), *b, *c, d.clone()))
         .collect();
     for u in &conv.unmapped {
-        let words = kogner_models::gliner::words::split_words(&by_id[u.doc_id.as_str()].text);
+        let words = document_words(by_id[u.doc_id.as_str()], opts);
         match u.reason {
             UnmappedReason::NotAtWordStart => {
                 assert!(words.iter().all(|w| w.start != u.start), "{name}: {u:?}")
@@ -473,6 +473,7 @@ fn conversion_keeps_every_mention() {
             &ConvertOptions {
                 max_len: 384,
                 split_sentences: true,
+                ..ConvertOptions::default()
             },
         );
         // Small windows force word-window cuts inside sentences.
@@ -483,11 +484,23 @@ fn conversion_keeps_every_mention() {
             &ConvertOptions {
                 max_len: 24,
                 split_sentences: false,
+                ..ConvertOptions::default()
+            },
+        );
+        // Words cut at mention boundaries: only mentions that start or end
+        // on whitespace could stay unmapped, and these corpora have none.
+        let cut = check_conversion(
+            name,
+            docs,
+            &labels,
+            &ConvertOptions {
+                split_at_mentions: true,
+                ..ConvertOptions::default()
             },
         );
         assert_eq!(
-            (whole, sent, small),
-            (*unmappable, *unmappable, *unmappable),
+            (whole, sent, small, cut),
+            (*unmappable, *unmappable, *unmappable, 0),
             "{name}"
         );
     }
@@ -518,6 +531,7 @@ fn long_documents_split_at_sentences_never_inside_mentions() {
         &ConvertOptions {
             max_len: 384,
             split_sentences: true,
+            ..ConvertOptions::default()
         },
     )
     .unwrap();
@@ -569,6 +583,7 @@ fn long_documents_split_at_sentences_never_inside_mentions() {
         &ConvertOptions {
             max_len: 3,
             split_sentences: false,
+            ..ConvertOptions::default()
         },
     )
     .unwrap();

@@ -6,6 +6,14 @@
 //! and end at a word end cannot be represented; it is returned in
 //! [`Conversion::unmapped`] rather than dropped silently.
 //!
+//! A mention boundary can fall inside a GLiNER word: JNLPBA's `IL-2` in
+//! `IL-2-induced`, BC5CDR's chemical in `cocaine-induced`. With
+//! [`ConvertOptions::split_at_mentions`] such a word is cut at the boundary
+//! and each piece re-split by GLiNER's rule — the words the text would give
+//! with a space there, which is how the corpora's own IOB files tokenise
+//! these mentions (`2`, `-induced`). Only mentions starting or ending on
+//! whitespace, or outside the text, stay unmapped.
+//!
 //! Long documents are cut: first into sentences, then — if a sentence is
 //! still longer than `max_len` words — into word windows. No cut ever falls
 //! inside a (mapped) mention, so every mapped mention lands in exactly one
@@ -38,6 +46,9 @@ pub struct ConvertOptions {
     /// Cut every document into sentences, not only those longer than
     /// `max_len` (what training on PubTator abstracts uses).
     pub split_sentences: bool,
+    /// Cut words at mention boundaries that fall inside them (see the module
+    /// docs), so those mentions are kept instead of reported unmapped.
+    pub split_at_mentions: bool,
 }
 
 impl Default for ConvertOptions {
@@ -45,6 +56,7 @@ impl Default for ConvertOptions {
         ConvertOptions {
             max_len: 384,
             split_sentences: false,
+            split_at_mentions: false,
         }
     }
 }
@@ -137,13 +149,60 @@ pub fn to_examples(
     Ok(out)
 }
 
+/// GLiNER's words of `text`, with every word that one of the code-point
+/// offsets `cuts` falls strictly inside cut there, each piece re-split by
+/// GLiNER's rule (offsets stay those of `text`).
+pub fn words_cut_at(text: &str, cuts: &[usize]) -> Vec<Word> {
+    let mut cuts = cuts.to_vec();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out = Vec::new();
+    for w in split_words(text) {
+        let lo = cuts.partition_point(|&c| c <= w.start);
+        let hi = cuts.partition_point(|&c| c < w.end);
+        if lo == hi {
+            out.push(w);
+            continue;
+        }
+        // Piece boundaries as (char, byte) offsets into `text`.
+        let mut bounds = vec![(w.start, w.byte_start)];
+        let mut chars = w.text.char_indices().map(|(b, _)| b).enumerate();
+        for &c in &cuts[lo..hi] {
+            let (_, b) = chars.find(|&(i, _)| w.start + i == c).expect("cut inside the word");
+            bounds.push((c, w.byte_start + b));
+        }
+        bounds.push((w.end, w.byte_end));
+        for pair in bounds.windows(2) {
+            let ((c0, b0), (_, b1)) = (pair[0], pair[1]);
+            out.extend(split_words(&text[b0..b1]).into_iter().map(|p| Word {
+                start: p.start + c0,
+                end: p.end + c0,
+                byte_start: p.byte_start + b0,
+                byte_end: p.byte_end + b0,
+                text: p.text,
+            }));
+        }
+    }
+    out
+}
+
+/// The words a document is converted with under `opts`.
+pub fn document_words(doc: &Document, opts: &ConvertOptions) -> Vec<Word> {
+    if opts.split_at_mentions {
+        let cuts: Vec<usize> = doc.mentions.iter().flat_map(|m| [m.start, m.end]).collect();
+        words_cut_at(&doc.text, &cuts)
+    } else {
+        split_words(&doc.text)
+    }
+}
+
 fn convert_document(
     doc: &Document,
     labels: &LabelMap,
     opts: &ConvertOptions,
     out: &mut Conversion,
 ) -> Result<()> {
-    let words = split_words(&doc.text);
+    let words = document_words(doc, opts);
     let by_start: HashMap<usize, usize> = words
         .iter()
         .enumerate()
@@ -248,4 +307,52 @@ fn convert_document(
         out.examples.push(ex);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(words: &[Word]) -> Vec<(&str, usize, usize)> {
+        words.iter().map(|w| (w.text.as_str(), w.start, w.end)).collect()
+    }
+
+    #[test]
+    fn words_are_cut_at_offsets_inside_them_and_re_split() {
+        // "interleukin 2-induced": a mention ending after "2" cuts "2-induced"
+        // into "2" and "-induced", which re-splits as "-", "induced" (what
+        // the text "2 -induced" gives).
+        let text = "interleukin 2-induced Ca²⁺-flux";
+        assert_eq!(
+            texts(&words_cut_at(text, &[0, 13, 22, 24])),
+            [("interleukin", 0, 11), ("2", 12, 13), ("-", 13, 14), ("induced", 14, 21), ("Ca", 22, 24), ("²", 24, 25), ("⁺", 25, 26), ("-", 26, 27), ("flux", 27, 31)]
+        );
+        // Offsets on word edges, on whitespace or past the end change nothing.
+        assert_eq!(words_cut_at(text, &[0, 11, 12, 21, 99]), split_words(text));
+        for w in words_cut_at(text, &[13, 24, 25]) {
+            assert_eq!(&text[w.byte_start..w.byte_end], w.text);
+        }
+    }
+
+    #[test]
+    fn mentions_inside_words_map_when_cut() {
+        let text = "IL-2-induced NF-kappaB";
+        let doc = Document {
+            id: "d".into(),
+            text: text.into(),
+            mentions: vec![
+                super::super::Mention { start: 0, end: 4, label: "protein".into(), concept_ids: vec![] },
+                super::super::Mention { start: 13, end: 22, label: "protein".into(), concept_ids: vec![] },
+            ],
+        };
+        let labels = LabelMap::for_corpus("jnlpba").unwrap();
+        let plain = to_examples(std::slice::from_ref(&doc), &labels, &ConvertOptions::default()).unwrap();
+        assert_eq!(plain.unmapped.len(), 1);
+        assert_eq!(plain.examples[0].spans, [(1, 1, "protein".to_string())]);
+        let cut = to_examples(std::slice::from_ref(&doc), &labels, &ConvertOptions { split_at_mentions: true, ..Default::default() }).unwrap();
+        assert!(cut.unmapped.is_empty());
+        let words: Vec<&str> = cut.examples[0].words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(words, ["IL-2", "-", "induced", "NF-kappaB"]);
+        assert_eq!(cut.examples[0].spans, [(0, 0, "protein".to_string()), (3, 3, "protein".to_string())]);
+    }
 }

@@ -19,7 +19,7 @@ pub mod pubtator;
 
 use std::path::Path;
 
-pub use convert::{to_examples, Conversion, ConvertOptions, Example, Unmapped, UnmappedReason};
+pub use convert::{document_words, to_examples, words_cut_at, Conversion, ConvertOptions, Example, Unmapped, UnmappedReason};
 pub use labels::LabelMap;
 
 /// One annotated mention: code-point offsets into [`Document::text`].

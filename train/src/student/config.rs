@@ -55,6 +55,10 @@ pub struct TrainConfig {
     pub max_width: usize,
     /// Longest example in words; longer documents are cut at sentences.
     pub max_len: usize,
+    /// Cut a word where a training mention starts or ends inside it
+    /// (`IL-2` in `IL-2-induced`), so the mention is kept; off: such
+    /// mentions are only listed in `unmapped_mentions.jsonl`.
+    pub split_at_mentions: bool,
     /// GLiNER head dropout (the encoder keeps its config's).
     pub dropout: f64,
     /// `sum` (GLiNER's default) or `mean` over the unmasked (span, label) pairs.
@@ -110,6 +114,7 @@ impl Default for TrainConfig {
             adam_eps: 1e-8,
             max_width: 12,
             max_len: 384,
+            split_at_mentions: true,
             dropout: 0.4,
             loss_reduction: "sum".into(),
             focal_alpha: -1.0,
