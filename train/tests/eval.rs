@@ -169,3 +169,38 @@ fn sentence_by_sentence_offsets_map_back_to_the_document() {
     let report = evaluate_model(&predictor, std::slice::from_ref(&doc), &map, &labels, &opts, true, |_, _| {}).expect("eval");
     assert_eq!((report.micro.tp, report.micro.fp, report.micro.fn_), (doc.mentions.len(), 0, 0));
 }
+
+/// Scores at several thresholds from one prediction pass equal a separate
+/// evaluation at each threshold.
+#[test]
+fn threshold_sweep_equals_separate_evaluations() {
+    use kogner_models::gliner::pipeline::{Document as Text, PredictOptions, Predictor};
+    use kogner_train::student::{evaluate_model, evaluate_model_at_thresholds};
+
+    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/gliner/deberta-tiny"));
+    let predictor = Predictor::load(&dir).expect("fixture model");
+    let labels = vec!["disease".to_string(), "gene".to_string()];
+    let text = "Mutations of BRCA1 cause hereditary breast cancer.";
+    // Gold: what the model finds at 0.9, so lower thresholds add false
+    // positives and higher ones lose true positives.
+    let at = |t: f32| {
+        let opts = PredictOptions { threshold: t, ..PredictOptions::default() };
+        predictor.predict(&[Text { text, labels: &labels }], &opts, |_| {}).expect("predict").remove(0)
+    };
+    let mentions: Vec<Mention> =
+        at(0.9).iter().map(|e| Mention { start: e.start, end: e.end, label: e.label.clone(), concept_ids: vec![] }).collect();
+    let doc = Document { id: "d".into(), text: text.into(), mentions };
+    let map = LabelMap::for_corpus("gliner").unwrap();
+    let thresholds = [0.75f32, 0.9, 0.97];
+    let opts = PredictOptions::default();
+    let swept = evaluate_model_at_thresholds(&predictor, std::slice::from_ref(&doc), &map, &labels, &opts, &thresholds, false, |_, _| {})
+        .expect("sweep");
+    for (t, report) in thresholds.iter().zip(&swept) {
+        let alone = evaluate_model(&predictor, std::slice::from_ref(&doc), &map, &labels, &PredictOptions { threshold: *t, ..opts }, false, |_, _| {})
+            .expect("eval");
+        assert_eq!(report, &alone, "threshold {t}");
+    }
+    let counts: Vec<(usize, usize, usize)> = swept.iter().map(|r| (r.micro.tp, r.micro.fp, r.micro.fn_)).collect();
+    assert_eq!(counts[1], (doc.mentions.len(), 0, 0));
+    assert!(counts[0].1 > 0 && counts[2].2 > 0, "the fixture model should add and lose entities around 0.9: {counts:?}");
+}

@@ -12,5 +12,5 @@ pub mod trainer;
 
 pub use config::TrainConfig;
 pub use corpus::{label_map, prompt_labels, read_corpus, Format};
-pub use evaluate::evaluate_model;
+pub use evaluate::{evaluate_model, evaluate_model_at_thresholds};
 pub use trainer::{Event, StepStats, Trainer};
