@@ -57,7 +57,7 @@ impl Grads {
     pub fn global_norm(&self) -> Result<f64> {
         let mut acc = 0.0f64;
         for g in self.map.values() {
-            acc += g.to_f64_vec()?.iter().map(|v| v * v).sum::<f64>();
+            acc += g.sum_squares_f64()?;
         }
         Ok(acc.sqrt())
     }

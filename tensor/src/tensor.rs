@@ -188,6 +188,18 @@ impl Tensor {
         })
     }
 
+    /// Σ x² over all elements, each square and the running sum in f64, in
+    /// element order: the same number as summing `to_f64_vec()`'s squares,
+    /// without copying the tensor (gradient norms of whole models).
+    pub fn sum_squares_f64(&self) -> Result<f64> {
+        let t = self.contiguous()?;
+        Ok(match t.dtype() {
+            DType::F32 => t.as_slice::<f32>()?.iter().map(|&v| (v as f64) * (v as f64)).sum(),
+            DType::F64 => t.as_slice::<f64>()?.iter().map(|&v| v * v).sum(),
+            _ => t.to_f64_vec()?.iter().map(|v| v * v).sum(),
+        })
+    }
+
     /// The single value of a one-element tensor, as f64.
     pub fn to_scalar(&self) -> Result<f64> {
         if self.numel() != 1 {
@@ -397,5 +409,26 @@ mod tests {
             assert_eq!(back.to_vec::<f32>().unwrap(), vec![1.5, -2.25, if dt == DType::BF16 { 65536.0 } else { 65504.0 }]);
         }
         assert!(Tensor::from_vec(vec![1f32; 5], &[2, 3]).is_err());
+    }
+
+    #[test]
+    fn sum_of_squares_and_finiteness_without_copies() {
+        let vals: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.37).collect();
+        let t = Tensor::from_vec(vals.clone(), &[37]).unwrap();
+        let want: f64 = vals.iter().map(|&v| v as f64 * v as f64).sum();
+        assert_eq!(t.sum_squares_f64().unwrap(), want);
+        // A strided view: the elements it shows, in its order.
+        let m = Tensor::from_vec(vals[..36].to_vec(), &[6, 6]).unwrap().transpose(0, 1).unwrap();
+        let seen: f64 = m.to_f64_vec().unwrap().iter().map(|v| v * v).sum();
+        assert_eq!(m.sum_squares_f64().unwrap(), seen);
+        assert_eq!(t.to_dtype(DType::BF16).unwrap().sum_squares_f64().unwrap(), t.to_dtype(DType::BF16).unwrap().to_f64_vec().unwrap().iter().map(|v| v * v).sum::<f64>());
+        assert!(t.all_finite().unwrap() && m.all_finite().unwrap());
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut v = vals.clone();
+            v[20] = bad;
+            let b = Tensor::from_vec(v, &[37]).unwrap();
+            assert!(!b.all_finite().unwrap());
+            assert!(!b.to_dtype(DType::F64).unwrap().all_finite().unwrap());
+        }
     }
 }

@@ -117,7 +117,7 @@ impl AdamW {
                         p.shape()
                     )));
                 }
-                if g.to_f64_vec()?.iter().any(|x| !x.is_finite()) {
+                if !g.all_finite()? {
                     return Err(err(format!("gradient of `{name}` has NaN or infinite values")));
                 }
                 work.push((name.clone(), var, g.contiguous()?, group.lr * lr_factor, group.weight_decay));
