@@ -72,6 +72,10 @@ pub struct TrainArgs {
     max_width: Option<usize>,
     #[arg(long)]
     max_len: Option<usize>,
+    /// sentence (default: documents are cut into sentences) or document (sentences packed up
+    /// to --max-len words, dev documents read whole: the model sees a mention's context).
+    #[arg(long)]
+    context: Option<String>,
     /// Cut words where a training mention starts or ends inside them (default true).
     #[arg(long)]
     split_at_mentions: Option<bool>,
@@ -140,6 +144,7 @@ impl TrainArgs {
         put("focal_alpha", self.focal_alpha.map(|v| json!(v)));
         put("focal_gamma", self.focal_gamma.map(|v| json!(v)));
         put("label_sampling", self.label_sampling.as_ref().map(|v| json!(v)));
+        put("context", self.context.as_ref().map(|v| json!(v)));
         put("split_at_mentions", self.split_at_mentions.map(|v| json!(v)));
         put("group_by_length", self.group_by_length.map(|v| json!(v)));
         put("seed", self.seed.map(|v| json!(v)));

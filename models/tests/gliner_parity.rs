@@ -210,7 +210,8 @@ fn split_span_ffn_equals_literal_concatenation() {
 }
 
 /// The whole pipeline (words, tokenizer, batching, model, decoding) on the
-/// fixture texts reproduces GLiNER's entities in all four decoding modes.
+/// fixture texts reproduces GLiNER's entities in all four decoding modes,
+/// with batches run in turn or concurrently.
 fn pipeline_matches(name: &str, model: Gliner) {
     use kogner_models::gliner::decode::DecodeMode;
     use kogner_models::gliner::pipeline::{Document, PredictOptions, Predictor};
@@ -222,9 +223,11 @@ fn pipeline_matches(name: &str, model: Gliner) {
     let labels: Vec<String> = exp["labels"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
     let docs: Vec<Document> = texts.iter().map(|t| Document { text: t, labels: &labels }).collect();
     for (key, mode) in [("flat", DecodeMode::FLAT), ("nested", DecodeMode::NESTED), ("flat_multi", DecodeMode::FLAT_MULTI), ("nested_multi", DecodeMode::NESTED_MULTI)] {
-        for batch_size in [1, 3] {
+        // One thread: batches in turn; three: batches run concurrently.
+        for (batch_size, threads) in [(1, 1), (1, 3), (3, 1), (3, 3)] {
             let opts = PredictOptions { threshold: exp["threshold"].as_f64().unwrap() as f32, mode, batch_size };
-            let got = predictor.predict(&docs, &opts, |_| {}).unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let got = pool.install(|| predictor.predict(&docs, &opts, |_| {})).unwrap();
             let want = exp["decoded"][key].as_array().unwrap();
             for (d, (g, w)) in got.iter().zip(want).enumerate() {
                 let w = w.as_array().unwrap();

@@ -2,11 +2,13 @@
 //! length, the model under no-grad, and GLiNER decoding merged per document.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use kogner_autograd::no_grad;
 use kogner_tensor::{Error, Result, Tensor};
 
-use super::decode::{span_candidates, DecodeMode, Entity, SpanProbs};
+use super::decode::{span_candidates, DecodeMode, Entity, SpanCandidate, SpanProbs};
 use super::head::HeadInputs;
 use super::long_text::{merge, plan_windows, refine_windows, WindowCandidates};
 use super::model::{EncoderInputs, Gliner};
@@ -63,6 +65,66 @@ pub fn model_inputs(batch: &GlinerBatch) -> Result<(EncoderInputs, HeadInputs)> 
     Ok((EncoderInputs { input_ids, attention_mask }, head))
 }
 
+/// Runs `run` on every batch and hands each result to `take` on the calling
+/// thread, in completion order.
+///
+/// With several threads and batches, the batches run concurrently, one per
+/// thread, each thread computing its batch alone (a one-thread rayon pool, so
+/// every product and kernel of the batch stays on it) and taking the next
+/// batch when done. Splitting every product of one batch between the threads
+/// instead synchronises them a few hundred times per forward pass, leaves the
+/// sequential parts (the BiLSTM, decoding) on one thread, and cuts the
+/// products of a short text into slivers: whole batches per thread ran
+/// 1.2–1.5× faster (2 threads). Each batch's numbers do not depend on which
+/// thread ran it.
+fn for_each_batch<'u, R: Send>(
+    batches: &[&'u [Unit]],
+    run: impl Fn(&'u [Unit]) -> Result<R> + Sync,
+    mut take: impl FnMut(&'u [Unit], R),
+) -> Result<()> {
+    let threads = rayon::current_num_threads().min(batches.len());
+    if threads <= 1 {
+        for &chunk in batches {
+            take(chunk, run(chunk)?);
+        }
+        return Ok(());
+    }
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<(usize, Result<R>)>();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (tx, next, run) = (tx.clone(), &next, &run);
+            s.spawn(move || {
+                let pool = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                    Ok(pool) => pool,
+                    Err(e) => return drop(tx.send((usize::MAX, Err(Error::Msg(format!("cannot start a worker thread: {e}")))))),
+                };
+                pool.install(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= batches.len() {
+                        break;
+                    }
+                    if tx.send((i, run(batches[i]))).is_err() {
+                        break;
+                    }
+                })
+            });
+        }
+        drop(tx);
+        for (i, r) in rx {
+            match r {
+                Ok(found) => take(batches[i], found),
+                Err(e) => {
+                    // Stop the workers after their current batch.
+                    next.store(batches.len(), Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
 /// A document's word window, the unit the model sees.
 struct Unit {
     doc: usize,
@@ -117,13 +179,16 @@ impl Predictor {
         if done > 0 {
             progress(done);
         }
-        for chunk in units.chunks(opts.batch_size) {
+        let batches: Vec<&[Unit]> = units.chunks(opts.batch_size).collect();
+        let run = |chunk: &[Unit]| -> Result<Vec<Vec<SpanCandidate>>> {
             let items: Vec<BatchItem<'_>> = chunk.iter().map(|u| BatchItem { words: &words[u.doc][u.window.clone()], labels: &labels[u.doc] }).collect();
             let batch = self.processor.encode(&items)?;
             let probs = self.span_probs(&batch)?;
             let probs = SpanProbs::new(&probs, [batch.batch_size, batch.num_words, batch.max_width, batch.num_classes])?;
-            for (b, u) in chunk.iter().enumerate() {
-                let candidates = span_candidates(&probs, b, batch.text_lengths[b], labels[u.doc].len(), opts.threshold)?;
+            chunk.iter().enumerate().map(|(b, u)| span_candidates(&probs, b, batch.text_lengths[b], labels[u.doc].len(), opts.threshold)).collect()
+        };
+        for_each_batch(&batches, run, |chunk, found| {
+            for (u, candidates) in chunk.iter().zip(found) {
                 per_doc[u.doc].push(WindowCandidates { window: u.window.clone(), candidates });
                 units_left[u.doc] -= 1;
                 if units_left[u.doc] == 0 {
@@ -131,7 +196,7 @@ impl Predictor {
                     progress(done);
                 }
             }
-        }
+        })?;
         docs.iter()
             .enumerate()
             .map(|(d, doc)| merge(doc.text, &words[d], &labels[d], &per_doc[d], opts.mode))

@@ -14,8 +14,10 @@
 //! these mentions (`2`, `-induced`). Only mentions starting or ending on
 //! whitespace, or outside the text, stay unmapped.
 //!
-//! Long documents are cut: first into sentences, then — if a sentence is
-//! still longer than `max_len` words — into word windows. No cut ever falls
+//! Long documents are cut: into sentences, packed back together into
+//! examples of at most `max_len` words (or kept one per example with
+//! [`ConvertOptions::split_sentences`]), and a sentence still longer than
+//! `max_len` words into word windows. No cut ever falls
 //! inside a (mapped) mention, so every mapped mention lands in exactly one
 //! example.
 
@@ -149,6 +151,19 @@ pub fn to_examples(
     Ok(out)
 }
 
+/// Consecutive `(start, end)` word ranges merged greedily into runs of at
+/// most `max_len` words; a range longer than that stays alone.
+fn pack(ranges: &[(usize, usize)], max_len: usize) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &(a, b) in ranges {
+        match out.last_mut() {
+            Some(last) if b - last.0 <= max_len => last.1 = b,
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
 /// GLiNER's words of `text`, with every word that one of the code-point
 /// offsets `cuts` falls strictly inside cut there, each piece re-split by
 /// GLiNER's rule (offsets stay those of `text`).
@@ -269,6 +284,11 @@ fn convert_document(
     } else {
         segments.push((0, n));
     }
+    if !opts.split_sentences {
+        // Keep as much context as fits: consecutive sentences packed into
+        // examples of at most max_len words.
+        segments = pack(&segments, opts.max_len);
+    }
     let mut windows = Vec::new();
     for (a, b) in segments {
         let mut s = a;
@@ -354,5 +374,21 @@ mod tests {
         let words: Vec<&str> = cut.examples[0].words.iter().map(|w| w.text.as_str()).collect();
         assert_eq!(words, ["IL-2", "-", "induced", "NF-kappaB"]);
         assert_eq!(cut.examples[0].spans, [(0, 0, "protein".to_string()), (3, 3, "protein".to_string())]);
+    }
+
+    #[test]
+    fn sentences_are_packed_up_to_max_len_unless_split() {
+        // Sentences of 3, 4, 3, 5 and 2 words ('.' is a word).
+        let text = "A b. C d e. F g. H i j k. L.";
+        let doc = Document { id: "d".into(), text: text.into(), mentions: vec![] };
+        let labels = LabelMap::for_corpus("jnlpba").unwrap();
+        let lens = |opts: ConvertOptions| -> Vec<usize> {
+            to_examples(std::slice::from_ref(&doc), &labels, &opts).unwrap().examples.iter().map(|e| e.words.len()).collect()
+        };
+        assert_eq!(lens(ConvertOptions { max_len: 8, ..Default::default() }), [7, 8, 2]);
+        assert_eq!(lens(ConvertOptions { max_len: 8, split_sentences: true, ..Default::default() }), [3, 4, 3, 5, 2]);
+        assert_eq!(lens(ConvertOptions { max_len: 17, ..Default::default() }), [17]);
+        // A sentence longer than max_len is windowed, its neighbours still packed.
+        assert_eq!(lens(ConvertOptions { max_len: 4, ..Default::default() }), [3, 4, 3, 4, 1, 2]);
     }
 }

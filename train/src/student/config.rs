@@ -55,6 +55,12 @@ pub struct TrainConfig {
     pub max_width: usize,
     /// Longest example in words; longer documents are cut at sentences.
     pub max_len: usize,
+    /// What one example is: `sentence` (multi-sentence documents are cut
+    /// into sentences, for training and dev evaluation alike) or `document`
+    /// (sentences packed into examples of up to `max_len` words, so the
+    /// model sees the text around a mention — an abbreviation's long form,
+    /// say; dev documents are read whole).
+    pub context: String,
     /// Cut a word where a training mention starts or ends inside it
     /// (`IL-2` in `IL-2-induced`), so the mention is kept; off: such
     /// mentions are only listed in `unmapped_mentions.jsonl`.
@@ -114,6 +120,7 @@ impl Default for TrainConfig {
             adam_eps: 1e-8,
             max_width: 12,
             max_len: 384,
+            context: "sentence".into(),
             split_at_mentions: true,
             dropout: 0.4,
             loss_reduction: "sum".into(),
@@ -194,6 +201,9 @@ impl TrainConfig {
         }
         self.schedule()?;
         self.reduction()?;
+        if !matches!(self.context.as_str(), "sentence" | "document") {
+            return bad("context", format!("{:?}: expected sentence or document", self.context));
+        }
         if !matches!(self.label_sampling.as_str(), "all" | "gliner") {
             return bad("label_sampling", format!("{:?}: expected all or gliner", self.label_sampling));
         }

@@ -121,7 +121,8 @@ impl Trainer {
         let train_path = config.train.clone().expect("validated");
         let (docs, sentence_level) = read_corpus(&train_path, format, config.train_exclude_ids.as_deref())?;
         let labels = prompt_labels(&map, &docs)?;
-        let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: !sentence_level, split_at_mentions: config.split_at_mentions })
+        let by_sentence = config.context == "sentence";
+        let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: !sentence_level && by_sentence, split_at_mentions: config.split_at_mentions })
             .map_err(|e| Error::Msg(format!("{}: {e}", train_path.display())))?;
         if conv.examples.is_empty() {
             return Err(Error::file(&train_path, "no training examples (no document has words)"));
@@ -164,7 +165,7 @@ impl Trainer {
             labels,
             map,
             dev,
-            dev_by_sentence: !dev_sentence_level,
+            dev_by_sentence: !dev_sentence_level && by_sentence,
             sampling,
             state,
             metrics,
