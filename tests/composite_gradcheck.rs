@@ -52,7 +52,11 @@ proptest! {
         let targets = Tensor::from_vec(targets, &[b * t]).unwrap();
         let xs = inputs(b, t, d, h, c, seed);
         let f = move |v: &[Var]| model_loss(v, &targets);
-        check_gradients(&f, &xs, &[], Tol::default()).map_err(TestCaseError::fail)?;
+        // Layer norm over as few as 2 features bends sharply (gradients ~60
+        // here): a 1e-5 step's O(h²) central-difference error can exceed the
+        // 1e-5 relative tolerance, so the step is 1e-6 (round-off ~1e-10).
+        let tol = Tol { step: 1e-6, ..Tol::default() };
+        check_gradients(&f, &xs, &[], tol).map_err(TestCaseError::fail)?;
         check_f32_matches_f64(&f, &xs, 1e-5, 1e-4).map_err(TestCaseError::fail)?;
     }
 }
