@@ -188,16 +188,22 @@ impl Tensor {
         })
     }
 
-    /// Σ x² over all elements, each square and the running sum in f64, in
-    /// element order: the same number as summing `to_f64_vec()`'s squares,
-    /// without copying the tensor (gradient norms of whole models).
-    pub fn sum_squares_f64(&self) -> Result<f64> {
+    /// Folds `f` over every element as f64, in element order, reading a
+    /// contiguous f32/f64 tensor in place (other dtypes are converted
+    /// first): whole-model gradient checks without an f64 copy of each.
+    pub fn fold_f64<A>(&self, init: A, mut f: impl FnMut(A, f64) -> A) -> Result<A> {
         let t = self.contiguous()?;
         Ok(match t.dtype() {
-            DType::F32 => t.as_slice::<f32>()?.iter().map(|&v| (v as f64) * (v as f64)).sum(),
-            DType::F64 => t.as_slice::<f64>()?.iter().map(|&v| v * v).sum(),
-            _ => t.to_f64_vec()?.iter().map(|v| v * v).sum(),
+            DType::F32 => t.as_slice::<f32>()?.iter().fold(init, |acc, &v| f(acc, v as f64)),
+            DType::F64 => t.as_slice::<f64>()?.iter().fold(init, |acc, &v| f(acc, v)),
+            _ => t.to_f64_vec()?.into_iter().fold(init, f),
         })
+    }
+
+    /// Σ x² over all elements, each square and the running sum in f64, in
+    /// element order: the same number as summing `to_f64_vec()`'s squares.
+    pub fn sum_squares_f64(&self) -> Result<f64> {
+        self.fold_f64(0.0, |acc, v| acc + v * v)
     }
 
     /// The single value of a one-element tensor, as f64.

@@ -7,7 +7,7 @@ use kogner_kernels::Float;
 
 use super::par_chunks_mut;
 use crate::layout::broadcast_shape;
-use crate::{with_float_dtype, DType, Error, FloatElement, Layout, Result, Tensor};
+use crate::{with_float_dtype, Error, FloatElement, Layout, Result, Tensor};
 
 /// Binary ops with broadcasting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,15 +183,10 @@ impl Tensor {
         self.binary(rhs, BinaryOp::Minimum)
     }
 
-    /// Whether every element is finite (no NaN / inf), without a copy of
-    /// a contiguous f32/f64 tensor (optimisers check whole gradients).
+    /// Whether every element is finite (no NaN / inf), read in place
+    /// (optimisers check whole gradients).
     pub fn all_finite(&self) -> Result<bool> {
-        let t = self.contiguous()?;
-        Ok(match t.dtype() {
-            DType::F32 => t.as_slice::<f32>()?.iter().all(|v| v.is_finite()),
-            DType::F64 => t.as_slice::<f64>()?.iter().all(|v| v.is_finite()),
-            _ => t.to_f64_vec()?.iter().all(|v| v.is_finite()),
-        })
+        self.fold_f64(true, |ok, v| ok && v.is_finite())
     }
 }
 
