@@ -68,6 +68,9 @@ pub struct TrainArgs {
     /// 0 disables clipping.
     #[arg(long)]
     max_grad_norm: Option<f64>,
+    /// Evaluate and keep an exponential moving average of the weights with this decay (e.g. 0.999; 0: off).
+    #[arg(long)]
+    ema_decay: Option<f64>,
     #[arg(long)]
     max_width: Option<usize>,
     #[arg(long)]
@@ -137,6 +140,7 @@ impl TrainArgs {
         put("scheduler", self.scheduler.as_ref().map(|v| json!(v)));
         put("warmup_ratio", self.warmup_ratio.map(|v| json!(v)));
         put("max_grad_norm", self.max_grad_norm.map(|v| json!(v)));
+        put("ema_decay", self.ema_decay.map(|v| json!(v)));
         put("max_width", self.max_width.map(|v| json!(v)));
         put("max_len", self.max_len.map(|v| json!(v)));
         put("dropout", self.dropout.map(|v| json!(v)));

@@ -1,7 +1,8 @@
 //! `kogner train` end to end on a tiny model: a run killed with SIGKILL at
 //! arbitrary moments and continued with `--resume` has exactly the losses
-//! of an uninterrupted run; its models load in `kogner predict`; a
-//! non-finite loss stops with a message naming the step.
+//! of an uninterrupted run (and the same moving average of the weights);
+//! its models load in `kogner predict`; a non-finite loss stops with a
+//! message naming the step.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -35,7 +36,7 @@ fn tiny_corpus(dir: &Path, n: usize) -> PathBuf {
 fn train_cmd(corpus: &Path, init: &Path, out: &Path, resume: bool) -> Command {
     let mut c = Command::new(KOGNER);
     c.args(["train", "--labels", "ncbi-disease", "--steps", "10", "--batch-size", "2", "--grad-accum", "2", "--save-every", "1"])
-        .args(["--lr-encoder", "1e-3", "--lr-head", "3e-3", "--warmup-ratio", "0.2", "--seed", "5", "--max-width", "6"])
+        .args(["--lr-encoder", "1e-3", "--lr-head", "3e-3", "--warmup-ratio", "0.2", "--seed", "5", "--max-width", "6", "--ema-decay", "0.8"])
         .arg("--train")
         .arg(corpus)
         .arg("--init")
@@ -138,10 +139,19 @@ fn a_killed_run_resumes_with_the_same_losses() {
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
         assert!(v.is_array(), "{line}");
     }
-    // without a dev set the best model is the final one
-    let weights = |sub: &str| std::fs::read(killed.join(sub).join("model.safetensors")).unwrap();
-    assert!(weights("best") == weights("checkpoint"));
-    assert!(weights("best") == weights_of(&straight), "the resumed run ends with the uninterrupted run's weights");
+    // Without a dev set the best model is the final moving average, which
+    // is not the last weights; both equal the uninterrupted run's.
+    let weights = |run: &Path, sub: &str| std::fs::read(run.join(sub).join("model.safetensors")).unwrap();
+    assert!(weights(&killed, "best") != weights(&killed, "checkpoint"));
+    assert!(weights(&killed, "best") == weights_of(&straight), "the resumed run ends with the uninterrupted run's averaged weights");
+    assert!(weights(&killed, "checkpoint") == weights(&straight, "checkpoint"), "the resumed run ends with the uninterrupted run's weights");
+    let last = SafeTensorsFile::open(straight.join("checkpoint/model.safetensors")).unwrap();
+    let ema = SafeTensorsFile::open(straight.join("checkpoint/ema.safetensors")).unwrap();
+    let best = SafeTensorsFile::open(straight.join("best/model.safetensors")).unwrap();
+    let name = "span_rep_layer.span_rep_layer.out_project.3.weight";
+    let read = |f: &SafeTensorsFile| f.get(name).unwrap().to_f64_vec().unwrap();
+    assert_eq!(read(&best), read(&ema), "best/ holds the moving average");
+    assert!(read(&best) != read(&last));
     assert!(std::fs::read_to_string(killed.join("curve.svg")).unwrap().contains("<polyline"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,8 +1,9 @@
 //! Optimisation: PyTorch-exact AdamW with named parameter groups (GLiNER's
 //! grouping rule), global gradient-norm clipping (`clip_grad_norm_`),
 //! learning-rate schedules (Hugging Face's constant / linear / cosine with
-//! warm-up), gradient accumulation over micro-batches, and resumable
-//! optimiser state in safetensors.
+//! warm-up), gradient accumulation over micro-batches, an exponential
+//! moving average of the weights, and resumable optimiser state in
+//! safetensors.
 //!
 //! A training step: `grads = loss.backward()`, optionally accumulated with
 //! [`GradAccumulator`]; [`clip_grad_norm`]; [`AdamW::step`] with the
@@ -11,11 +12,13 @@
 pub mod accumulate;
 pub mod adamw;
 pub mod clip;
+pub mod ema;
 pub mod groups;
 pub mod schedule;
 
 pub use accumulate::GradAccumulator;
 pub use adamw::{AdamState, AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, ClipStats};
+pub use ema::Ema;
 pub use groups::{gliner_param_groups, is_decayed, GlinerGroupHyper, ParamGroup, GLINER_ENCODER_MARKER};
 pub use schedule::Schedule;

@@ -5,7 +5,8 @@
 //! was cut between the two renames.
 //!
 //! `checkpoint/` = a GLiNER folder (loads in `kogner predict`) +
-//! `optimizer.safetensors` + `trainer_state.json`; `best/` = a GLiNER
+//! `optimizer.safetensors` + `trainer_state.json` (+ `ema.safetensors`, the
+//! weights' moving average, when the run keeps one); `best/` = a GLiNER
 //! folder of the best dev F1.
 
 use std::fs;
@@ -18,12 +19,13 @@ use kogner_autograd::ParamStore;
 use kogner_tensor::safetensors_io::write_atomic;
 use kogner_tensor::{DType, Error, Result};
 
-use crate::optim::AdamW;
+use crate::optim::{AdamW, Ema};
 
 pub const CHECKPOINT: &str = "checkpoint";
 pub const BEST: &str = "best";
 const STATE_FILE: &str = "trainer_state.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const EMA_FILE: &str = "ema.safetensors";
 
 /// Where a run stands after `step` optimiser steps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,10 +125,13 @@ pub fn recover(out: &Path) -> Result<()> {
 }
 
 /// Write the resumable checkpoint.
-pub fn save_checkpoint(out: &Path, files: &ModelFiles, params: &ParamStore, opt: &AdamW, state: &TrainerState) -> Result<()> {
+pub fn save_checkpoint(out: &Path, files: &ModelFiles, params: &ParamStore, opt: &AdamW, ema: Option<&Ema>, state: &TrainerState) -> Result<()> {
     replace_dir(out, CHECKPOINT, |dir| {
         files.write(dir, params)?;
         opt.save_state(dir.join(OPTIMIZER_FILE))?;
+        if let Some(ema) = ema {
+            ema.save(dir.join(EMA_FILE))?;
+        }
         let json = serde_json::to_string_pretty(state).map_err(|e| Error::Msg(e.to_string()))?;
         write_atomic(dir.join(STATE_FILE), json.as_bytes())
     })
@@ -146,6 +151,10 @@ pub fn load_state(dir: &Path) -> Result<TrainerState> {
 
 pub fn optimizer_file(dir: &Path) -> PathBuf {
     dir.join(OPTIMIZER_FILE)
+}
+
+pub fn ema_file(dir: &Path) -> PathBuf {
+    dir.join(EMA_FILE)
 }
 
 #[cfg(test)]

@@ -50,6 +50,10 @@ pub struct TrainConfig {
     pub adam_beta1: f64,
     pub adam_beta2: f64,
     pub adam_eps: f64,
+    /// Decay of an exponential moving average of the weights (e.g. 0.999),
+    /// which dev evaluation, `best/` and a dev-less run's final model use;
+    /// 0 = off (GLiNER's behaviour: the last weights).
+    pub ema_decay: f64,
 
     /// Widest span in words (GLiNER's `max_width`).
     pub max_width: usize,
@@ -118,6 +122,7 @@ impl Default for TrainConfig {
             adam_beta1: 0.9,
             adam_beta2: 0.999,
             adam_eps: 1e-8,
+            ema_decay: 0.0,
             max_width: 12,
             max_len: 384,
             context: "sentence".into(),
@@ -189,6 +194,9 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} must be in [0, 1)", self.dropout));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return bad("ema_decay", format!("{} must be in [0, 1) (0 = off)", self.ema_decay));
         }
         if !(0.0..1.0).contains(&self.threshold) {
             return bad("threshold", format!("{} must be in [0, 1)", self.threshold));
@@ -269,6 +277,7 @@ mod tests {
         assert!(err(("steps", Value::from("many"))).contains("steps") || err(("steps", Value::from("many"))).contains("invalid type"));
         assert!(err(("batch_size", Value::from(0))).contains("batch_size"));
         assert!(err(("scheduler", Value::from("step"))).contains("scheduler"));
+        assert!(err(("ema_decay", Value::from(1.0))).contains("ema_decay"));
         assert!(err(("init", Value::from("g"))).contains("either"));
         assert!(TrainConfig::from_value(settings(&base[..2]), "flags").unwrap_err().to_string().contains("encoder"));
         std::fs::write(&path, "steps = [").unwrap();

@@ -1,11 +1,11 @@
 //! The GLiNER training loop: batches → training forward → GLiNER's loss →
 //! backward (accumulated over micro-batches) → clipping → AdamW at the
-//! schedule's factor; dev evaluation with best-model selection; resumable
-//! checkpoints; metrics.
+//! schedule's factor (→ the weights' moving average, when kept); dev
+//! evaluation with best-model selection; resumable checkpoints; metrics.
 //!
 //! Reproducibility: the example order, each example's labels and every
 //! dropout mask are pure functions of (seed, step), and a checkpoint holds
-//! the weights, the AdamW state and the step, so `--resume` after a kill
+//! the weights, the AdamW state, the moving average and the step, so `--resume` after a kill
 //! continues with exactly the losses an uninterrupted run has.
 
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_S
 use super::targets::{loss_mask, span_targets};
 use crate::data::{to_examples, ConvertOptions, Document, Example, LabelMap, Unmapped};
 use crate::eval::EvalReport;
-use crate::optim::{clip_grad_norm, gliner_param_groups, AdamW, AdamWConfig, GlinerGroupHyper, GradAccumulator, Schedule};
+use crate::optim::{clip_grad_norm, gliner_param_groups, AdamW, AdamWConfig, Ema, GlinerGroupHyper, GradAccumulator, Schedule};
 
 const CONFIG_FILE: &str = "train_config.json";
 const METRICS_FILE: &str = "metrics.jsonl";
@@ -68,6 +68,8 @@ pub struct Trainer {
     predictor: Predictor,
     files: ModelFiles,
     opt: AdamW,
+    /// The weights' moving average (`ema_decay` > 0): what dev evaluation and `best/` use.
+    ema: Option<Ema>,
     schedule: Schedule,
     reduction: Reduction,
     examples: Vec<Example>,
@@ -142,6 +144,11 @@ impl Trainer {
         let groups = gliner_param_groups(&predictor.model.params, &hyper);
         let mut opt = AdamW::new(groups, AdamWConfig { beta1: config.adam_beta1, beta2: config.adam_beta2, eps: config.adam_eps })?;
         opt.load_state(checkpoint::optimizer_file(&ckpt), &predictor.model.params)?;
+        let ema = match config.ema_decay {
+            d if d == 0.0 => None,
+            d if state.step == 0 => Some(Ema::new(d, &predictor.model.params)?),
+            d => Some(Ema::load(checkpoint::ema_file(&ckpt), d, &predictor.model.params)?),
+        };
         let sampling = match config.label_sampling.as_str() {
             "gliner" => LabelSampling::Gliner { max_neg_type_ratio: config.max_neg_type_ratio, max_types: config.max_types },
             _ => LabelSampling::All,
@@ -162,6 +169,7 @@ impl Trainer {
             predictor,
             files,
             opt,
+            ema,
             labels,
             map,
             dev,
@@ -212,14 +220,17 @@ impl Trainer {
             let last = step == self.config.steps;
             let eval_now = !self.dev.is_empty() && (last || (self.config.eval_every > 0 && step % self.config.eval_every == 0));
             if eval_now {
-                let report = self.evaluate_dev()?;
-                let best = self.state.best_f1.is_none_or(|b| report.micro.f1 > b);
-                self.metrics.append(&json!({"step": step, "dev": report.micro}))?;
-                if best {
-                    self.state.best_f1 = Some(report.micro.f1);
-                    self.state.best_step = Some(step);
-                    checkpoint::save_best(&self.out, &self.files, &self.predictor.model.params)?;
-                }
+                let (report, best) = self.with_averaged_weights(|t| {
+                    let report = t.evaluate_dev()?;
+                    let best = t.state.best_f1.is_none_or(|b| report.micro.f1 > b);
+                    t.metrics.append(&json!({"step": step, "dev": report.micro}))?;
+                    if best {
+                        t.state.best_f1 = Some(report.micro.f1);
+                        t.state.best_step = Some(step);
+                        checkpoint::save_best(&t.out, &t.files, &t.predictor.model.params)?;
+                    }
+                    Ok((report, best))
+                })?;
                 on_event(Event::Eval { step, report: &report, best });
             }
             if last || step % self.config.save_every() == 0 {
@@ -228,8 +239,8 @@ impl Trainer {
             }
         }
         if self.dev.is_empty() {
-            // No model selection: the final model is the one to use.
-            checkpoint::save_best(&self.out, &self.files, &self.predictor.model.params)?;
+            // No model selection: the final (averaged) model is the one to use.
+            self.with_averaged_weights(|t| checkpoint::save_best(&t.out, &t.files, &t.predictor.model.params))?;
         }
         Ok(self.state.clone())
     }
@@ -276,11 +287,25 @@ impl Trainer {
         let max_norm = if cfg.max_grad_norm > 0.0 { cfg.max_grad_norm } else { f64::MAX };
         let clip = clip_grad_norm(&mut grads, max_norm).map_err(|e| Error::Msg(format!("step {}: {e}", step + 1)))?;
         self.opt.step(&model.params, &grads, self.schedule.factor(step))?;
+        if let Some(ema) = &mut self.ema {
+            ema.update(&model.params)?;
+        }
         self.state.step += 1;
         Ok((loss_sum / accum as f64, clip.total_norm))
     }
 
-    /// Strict scores on the dev corpus.
+    /// `f` with the moving average in the model's parameters when the run
+    /// keeps one (swapped in and back, no copies), else with the live weights.
+    fn with_averaged_weights<R>(&mut self, f: impl FnOnce(&mut Trainer) -> Result<R>) -> Result<R> {
+        let Some(mut ema) = self.ema.take() else { return f(self) };
+        ema.swap(&self.predictor.model.params)?;
+        let result = f(self);
+        ema.swap(&self.predictor.model.params)?;
+        self.ema = Some(ema);
+        result
+    }
+
+    /// Strict scores of the model's current parameters on the dev corpus.
     pub fn evaluate_dev(&self) -> Result<EvalReport> {
         let opts = PredictOptions { threshold: self.config.threshold, mode: DecodeMode::FLAT, batch_size: self.config.eval_batch_size };
         evaluate_model(&self.predictor, &self.dev, &self.map, &self.labels, &opts, self.dev_by_sentence, |_, _| {})
@@ -288,7 +313,7 @@ impl Trainer {
 
     fn save(&mut self) -> Result<()> {
         self.metrics.sync()?;
-        checkpoint::save_checkpoint(&self.out, &self.files, &self.predictor.model.params, &self.opt, &self.state)?;
+        checkpoint::save_checkpoint(&self.out, &self.files, &self.predictor.model.params, &self.opt, self.ema.as_ref(), &self.state)?;
         let svg = curve_svg(&self.metrics.records()?);
         write_atomic(self.out.join(CURVE_FILE), svg.as_bytes())
     }
@@ -335,7 +360,7 @@ fn write_initial_checkpoint(config: &TrainConfig, out: &Path) -> Result<()> {
     let model = Predictor::load(&base)?.model;
     let hyper = GlinerGroupHyper { encoder_lr: 0.0, encoder_weight_decay: 0.0, head_lr: 0.0, head_weight_decay: 0.0 };
     let opt = AdamW::new(gliner_param_groups(&model.params, &hyper), AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8 })?;
-    checkpoint::save_checkpoint(out, &files, &model.params, &opt, &TrainerState { step: 0, best_f1: None, best_step: None })?;
+    checkpoint::save_checkpoint(out, &files, &model.params, &opt, None, &TrainerState { step: 0, best_f1: None, best_step: None })?;
     if config.init.is_none() {
         std::fs::remove_dir_all(&base).map_err(|e| Error::file(&base, e))?;
     }
