@@ -5,8 +5,9 @@
 //!
 //! Reproducibility: the example order, each example's labels and every
 //! dropout mask are pure functions of (seed, step), and a checkpoint holds
-//! the weights, the AdamW state, the moving average and the step, so `--resume` after a kill
-//! continues with exactly the losses an uninterrupted run has.
+//! the weights, the AdamW state, the moving average and the step, so
+//! `--resume` after a kill continues with exactly the losses an
+//! uninterrupted run has.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
