@@ -127,6 +127,15 @@ impl SafeTensorsFile {
         self.metadata.clone()
     }
 
+    /// Check that `__metadata__.format` is `format`; `what` names the kind
+    /// of file in the error ("AdamW state", "EMA").
+    pub fn expect_format(&self, format: &str, what: &str) -> Result<()> {
+        if self.metadata.get("format").map(String::as_str) != Some(format) {
+            return Err(Error::file(&self.path, format!("not an {what} file (metadata format ≠ {format})")));
+        }
+        Ok(())
+    }
+
     /// The tensor `name` in its stored dtype.
     pub fn get(&self, name: &str) -> Result<Tensor> {
         let e = self.entries.get(name).ok_or_else(|| Error::file(&self.path, format!("missing tensor `{name}`")))?;

@@ -225,7 +225,8 @@ impl Tensor {
         }
     }
 
-    fn contiguous_copy(&self) -> Result<Tensor> {
+    /// A contiguous copy in a buffer of its own (never shares storage, any dtype).
+    pub fn contiguous_copy(&self) -> Result<Tensor> {
         let storage = match self.dtype() {
             DType::F32 => Storage::F32(self.to_vec()?),
             DType::F64 => Storage::F64(self.to_vec()?),

@@ -165,9 +165,7 @@ impl AdamW {
     pub fn load_state(&mut self, path: impl AsRef<Path>, params: &ParamStore) -> Result<()> {
         let path = path.as_ref();
         let file = SafeTensorsFile::open(path)?;
-        if file.metadata().get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(Error::file(path, format!("not an AdamW state file (metadata format ≠ {FORMAT})")));
-        }
+        file.expect_format(FORMAT, "AdamW state")?;
         let grouped: HashSet<&str> = self.groups.iter().flat_map(|g| g.params.iter().map(String::as_str)).collect();
         let mut state = BTreeMap::new();
         let mut expected = 0usize;

@@ -28,16 +28,8 @@ pub struct Ema {
 impl Ema {
     /// Shadows start as copies of the parameters.
     pub fn new(decay: f64, params: &ParamStore) -> Result<Ema> {
-        if !(0.0..1.0).contains(&decay) {
-            return Err(Error::Msg(format!("EMA decay must be in [0, 1), got {decay}")));
-        }
-        let mut shadow = BTreeMap::new();
-        for (name, var) in params.iter() {
-            let p = var.value();
-            let copy = with_float_dtype!(p.dtype(), "EMA", T => Tensor::from_vec(p.to_vec::<T>()?, p.shape())?);
-            shadow.insert(name.clone(), copy);
-        }
-        Ok(Ema { decay, updates: 0, shadow })
+        let shadow = params.iter().map(|(name, var)| Ok((name.clone(), var.value().contiguous_copy()?))).collect::<Result<_>>()?;
+        Ok(Ema { decay: checked(decay)?, updates: 0, shadow })
     }
 
     pub fn updates(&self) -> u64 {
@@ -93,25 +85,31 @@ impl Ema {
     /// parameter of `params`, shaped like it, and nothing else.
     pub fn load(path: impl AsRef<Path>, decay: f64, params: &ParamStore) -> Result<Ema> {
         let path = path.as_ref();
-        let mut ema = Ema::new(decay, &ParamStore::new())?;
+        let decay = checked(decay)?;
         let file = SafeTensorsFile::open(path)?;
-        let meta = file.metadata();
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(Error::file(path, format!("not an EMA file (metadata format ≠ {FORMAT})")));
-        }
-        ema.updates = meta
+        file.expect_format(FORMAT, "EMA")?;
+        let updates = file
+            .metadata()
             .get("updates")
             .and_then(|u| u.parse().ok())
             .ok_or_else(|| Error::file(path, "metadata `updates` is missing or not a count"))?;
+        let mut shadow = BTreeMap::new();
         for (name, var) in params.iter() {
             let p = var.value();
-            ema.shadow.insert(name.clone(), file.get_as(name, p.shape(), p.dtype())?);
+            shadow.insert(name.clone(), file.get_as(name, p.shape(), p.dtype())?);
         }
         if file.names().len() != params.len() {
             return Err(Error::file(path, format!("{} tensors for {} parameters", file.names().len(), params.len())));
         }
-        Ok(ema)
+        Ok(Ema { decay, updates, shadow })
     }
+}
+
+fn checked(decay: f64) -> Result<f64> {
+    if !(0.0..1.0).contains(&decay) {
+        return Err(Error::Msg(format!("EMA decay must be in [0, 1), got {decay}")));
+    }
+    Ok(decay)
 }
 
 fn lerp_toward<T: FloatElement>(s: &mut [T], p: &[T], w: T) {

@@ -146,7 +146,7 @@ impl Trainer {
         let mut opt = AdamW::new(groups, AdamWConfig { beta1: config.adam_beta1, beta2: config.adam_beta2, eps: config.adam_eps })?;
         opt.load_state(checkpoint::optimizer_file(&ckpt), &predictor.model.params)?;
         let ema = match config.ema_decay {
-            d if d == 0.0 => None,
+            0.0 => None,
             d if state.step == 0 => Some(Ema::new(d, &predictor.model.params)?),
             d => Some(Ema::load(checkpoint::ema_file(&ckpt), d, &predictor.model.params)?),
         };
