@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod average;
 mod bench;
 mod eval;
 mod init;
@@ -30,6 +31,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Strict span-level precision/recall/F1 of a model on an annotated corpus.
     Eval(eval::EvalArgs),
+    /// Average the weights of GLiNER folders fine-tuned from one start (a model soup) into a new folder.
+    Average(average::AverageArgs),
     /// Build the knowledge-graph teacher: node-name embeddings (Z), graph transformer (Z'), TransR (Z''), export H.
     Teacher(teacher::TeacherArgs),
 }
@@ -55,6 +58,7 @@ fn main() {
         Command::Predict(args) => predict::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Average(args) => average::run(args),
         Command::Teacher(args) => teacher::run(args),
     };
     if let Err(e) = result {

@@ -142,6 +142,15 @@ pub fn save_best(out: &Path, files: &ModelFiles, params: &ParamStore) -> Result<
     replace_dir(out, BEST, |dir| files.write(dir, params))
 }
 
+/// Write a GLiNER folder at `dir` (its parent must exist), swapped in atomically.
+pub fn save_model(dir: &Path, files: &ModelFiles, params: &ParamStore) -> Result<()> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) else {
+        return Err(Error::file(dir, "not a folder path to write a model to"));
+    };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    replace_dir(parent, name, |d| files.write(d, params))
+}
+
 /// The trainer state of a checkpoint folder.
 pub fn load_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join(STATE_FILE);
