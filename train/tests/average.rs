@@ -88,6 +88,14 @@ fn different_architectures_vocabularies_or_missing_folders_are_refused() {
     let e = average_models(&[tiny.clone(), tmp.join("vocab")], &tmp.join("o")).unwrap_err().to_string();
     assert!(e.contains("vocab/tokenizer.json") && e.contains("different vocabularies"), "{e}");
 
+    let (name, var) = model.parameters().next().unwrap();
+    let mut poisoned = var.value().to_f64_vec().unwrap().iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    poisoned[0] = f32::NAN;
+    var.set_value(Tensor::from_vec(poisoned, var.value().shape()).unwrap()).unwrap();
+    save_model(&tmp.join("nan"), &files, &model.params).unwrap();
+    let e = average_models(&[tiny.clone(), tmp.join("nan")], &tmp.join("o")).unwrap_err().to_string();
+    assert!(e.contains("nan") && e.contains(&format!("`{name}` holds a non-finite value")), "{e}");
+
     let e = average_models(&[tiny.clone(), tmp.join("absent")], &tmp.join("o")).unwrap_err().to_string();
     assert!(e.contains("absent"), "{e}");
     assert!(average_models(&[], &tmp.join("o")).is_err());

@@ -30,8 +30,8 @@ pub fn average_models(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     let files = ModelFiles::read(first)?;
     let model = Gliner::load(first)?;
     // One f64 running sum per parameter, in the parameter store's order.
-    let mut sums: Vec<(String, Vec<f64>)> =
-        model.parameters().map(|(name, var)| Ok((name.clone(), var.value().to_f64_vec()?))).collect::<Result<_>>()?;
+    let mut sums: Vec<(String, Vec<f64>)> = model.parameters().map(|(name, var)| (name.clone(), vec![0.0; var.value().numel()])).collect();
+    add_weights(&mut sums, &model, first)?;
 
     for dir in rest {
         let other = ModelFiles::read(dir)?;
@@ -41,13 +41,7 @@ pub fn average_models(dirs: &[PathBuf], out: &Path) -> Result<usize> {
         if let Some(field) = first_difference(&architecture(&files.gliner_config), &architecture(&other.gliner_config), "") {
             return Err(Error::file(dir.join("gliner_config.json"), format!("`{field}` differs from {}'s: cannot average different architectures", first.display())));
         }
-        let m = Gliner::load(dir)?;
-        for (name, sum) in &mut sums {
-            let var = m.params.var(name)?;
-            for (s, x) in sum.iter_mut().zip(var.value().to_f64_vec()?) {
-                *s += x;
-            }
-        }
+        add_weights(&mut sums, &Gliner::load(dir)?, dir)?;
     }
 
     let n = dirs.len() as f64;
@@ -61,6 +55,20 @@ pub fn average_models(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     }
     save_model(out, &files, &model.params)?;
     Ok(count)
+}
+
+/// Adds `model`'s weights (loaded from `dir`) to the running sums; a
+/// non-finite weight is refused (it would silently poison the mean).
+fn add_weights(sums: &mut [(String, Vec<f64>)], model: &Gliner, dir: &Path) -> Result<()> {
+    for (name, sum) in sums {
+        for (s, x) in sum.iter_mut().zip(model.params.var(name)?.value().to_f64_vec()?) {
+            if !x.is_finite() {
+                return Err(Error::file(dir, format!("weight `{name}` holds a non-finite value ({x})")));
+            }
+            *s += x;
+        }
+    }
+    Ok(())
 }
 
 /// Top-level `gliner_config.json` keys that steer training only (GLiNER
