@@ -33,12 +33,13 @@ pub fn average_models(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     let mut sums: Vec<(String, Vec<f64>)> = model.parameters().map(|(name, var)| (name.clone(), vec![0.0; var.value().numel()])).collect();
     add_weights(&mut sums, &model, first)?;
 
+    let arch = architecture(&files.gliner_config);
     for dir in rest {
         let other = ModelFiles::read(dir)?;
         if other.tokenizer != files.tokenizer {
             return Err(Error::file(dir.join("tokenizer.json"), format!("differs from {}'s: cannot average models with different vocabularies", first.display())));
         }
-        if let Some(field) = first_difference(&architecture(&files.gliner_config), &architecture(&other.gliner_config), "") {
+        if let Some(field) = first_difference(&arch, &architecture(&other.gliner_config), "") {
             return Err(Error::file(dir.join("gliner_config.json"), format!("`{field}` differs from {}'s: cannot average different architectures", first.display())));
         }
         add_weights(&mut sums, &Gliner::load(dir)?, dir)?;
@@ -48,10 +49,9 @@ pub fn average_models(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     let mut count = 0;
     for (name, sum) in sums {
         let var = model.params.var(&name)?;
-        let shape = var.value().shape().to_vec();
         count += sum.len();
         let mean: Vec<f32> = sum.into_iter().map(|s| (s / n) as f32).collect();
-        var.set_value(Tensor::from_vec(mean, &shape)?.to_dtype(var.dtype())?)?;
+        var.set_value(Tensor::from_vec(mean, &var.shape())?.to_dtype(var.dtype())?)?;
     }
     save_model(out, &files, &model.params)?;
     Ok(count)

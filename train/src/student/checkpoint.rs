@@ -139,10 +139,10 @@ pub fn save_checkpoint(out: &Path, files: &ModelFiles, params: &ParamStore, opt:
 
 /// Write the best model so far.
 pub fn save_best(out: &Path, files: &ModelFiles, params: &ParamStore) -> Result<()> {
-    replace_dir(out, BEST, |dir| files.write(dir, params))
+    save_model(&out.join(BEST), files, params)
 }
 
-/// Write a GLiNER folder at `dir` (its parent must exist), swapped in atomically.
+/// Write a GLiNER folder at `dir` (parents created as needed), swapped in atomically.
 pub fn save_model(dir: &Path, files: &ModelFiles, params: &ParamStore) -> Result<()> {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) else {
         return Err(Error::file(dir, "not a folder path to write a model to"));
