@@ -15,9 +15,10 @@ use crate::emit;
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// GLiNER model folder.
-    #[arg(long)]
-    model: PathBuf,
+    /// GLiNER model folder; repeated, an ensemble (each span's score is the mean of the models'
+    /// probabilities; same tokenizer and architecture).
+    #[arg(long, required = true)]
+    model: Vec<PathBuf>,
     /// Annotated corpus: a file, or a folder for brat.
     #[arg(long)]
     data: PathBuf,
@@ -68,7 +69,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let (docs, sentence_level) = read_corpus(&args.data, format, args.exclude_ids.as_deref())?;
     let by_sentence = !sentence_level && !args.whole_documents;
     let labels = prompt_labels(&map, &docs)?;
-    let predictor = Predictor::load_for_inference(&args.model)?;
+    let predictor = Predictor::load_ensemble_for_inference(&args.model)?;
     let mode = if args.nested { DecodeMode::NESTED } else { DecodeMode::FLAT };
     let opts = PredictOptions { threshold: args.threshold[0], mode, batch_size: args.batch_size };
     // The length is set once evaluate_model knows how many units the documents make.

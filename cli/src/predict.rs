@@ -15,8 +15,10 @@ use crate::emit;
 #[derive(Args)]
 pub struct PredictArgs {
     /// GLiNER model folder (gliner_config.json, model.safetensors or pytorch_model.bin, tokenizer.json).
-    #[arg(long)]
-    model: PathBuf,
+    /// Repeated: an ensemble of folders with the same tokenizer and architecture (e.g. runs with
+    /// other seeds); each span's score is the mean of the models' probabilities.
+    #[arg(long, required = true)]
+    model: Vec<PathBuf>,
     /// Comma-separated entity labels, e.g. "disease,chemical" (JSONL lines may carry their own).
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
@@ -115,7 +117,7 @@ fn entity_json(e: &Entity) -> Value {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     let (inputs, from_file) = read_inputs(&args)?;
-    let predictor = Predictor::load_for_inference(&args.model)?;
+    let predictor = Predictor::load_ensemble_for_inference(&args.model)?;
     let mode = DecodeMode { flat_ner: !args.nested, multi_label: args.multi_label };
     let opts = PredictOptions { threshold: args.threshold, mode, batch_size: args.batch_size };
     let docs: Vec<Document> = inputs.iter().map(|i| Document { text: &i.text, labels: &i.labels }).collect();

@@ -218,7 +218,7 @@ fn pipeline_matches(name: &str, model: Gliner) {
     use kogner_models::gliner::processor::GlinerProcessor;
     let dir = fixture_dir(name);
     let exp: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let predictor = Predictor { model, processor: GlinerProcessor::from_dir(&dir).unwrap() };
+    let predictor = Predictor { model, ensemble: Vec::new(), processor: GlinerProcessor::from_dir(&dir).unwrap() };
     let texts: Vec<String> = exp["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
     let labels: Vec<String> = exp["labels"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
     let docs: Vec<Document> = texts.iter().map(|t| Document { text: t, labels: &labels }).collect();

@@ -7,4 +7,5 @@ pub mod long_text;
 pub mod model;
 pub mod pipeline;
 pub mod processor;
+pub mod same_model;
 pub mod words;

@@ -1,7 +1,7 @@
 //! Text in, entities out: word splitting, long-text windows, batching by
 //! length, the model under no-grad, and GLiNER decoding merged per document.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
@@ -13,12 +13,16 @@ use super::head::HeadInputs;
 use super::long_text::{merge, plan_windows, refine_windows, WindowCandidates};
 use super::model::{EncoderInputs, Gliner};
 use super::processor::{dedup_labels, BatchItem, GlinerBatch, GlinerProcessor};
+use super::same_model::check_same_model;
 use super::words::{split_words, Word};
 use crate::nn::Mode;
 
 /// A model folder ready to predict.
 pub struct Predictor {
     pub model: Gliner,
+    /// Further models of the same architecture and vocabulary whose span
+    /// probabilities are averaged with `model`'s (an ensemble); empty for one model.
+    pub ensemble: Vec<Gliner>,
     pub processor: GlinerProcessor,
 }
 
@@ -135,7 +139,7 @@ struct Unit {
 impl Predictor {
     /// A model that can also be trained (its parameters stay in `model.params`).
     pub fn load(dir: &Path) -> Result<Predictor> {
-        Ok(Predictor { model: Gliner::load(dir)?, processor: GlinerProcessor::from_dir(dir)? })
+        Ok(Predictor { model: Gliner::load(dir)?, ensemble: Vec::new(), processor: GlinerProcessor::from_dir(dir)? })
     }
 
     /// A model for inference only, its encoder weights packed once
@@ -143,6 +147,25 @@ impl Predictor {
     pub fn load_for_inference(dir: &Path) -> Result<Predictor> {
         let mut predictor = Self::load(dir)?;
         predictor.model.pack_for_inference()?;
+        Ok(predictor)
+    }
+
+    /// An ensemble for inference: every span's probability is the mean of
+    /// those of the models in `dirs` (probability averaging, the usual way
+    /// to ensemble span classifiers). The models must share `dirs[0]`'s
+    /// tokenizer and architecture ([`check_same_model`]), so that they read
+    /// the same windows and score the same spans; one folder is one model.
+    pub fn load_ensemble_for_inference(dirs: &[PathBuf]) -> Result<Predictor> {
+        let Some((first, rest)) = dirs.split_first() else {
+            return Err(Error::Msg("no model folder given".into()));
+        };
+        let mut predictor = Self::load_for_inference(first)?;
+        for dir in rest {
+            check_same_model(first, dir, "ensemble")?;
+            let mut model = Gliner::load(dir)?;
+            model.pack_for_inference()?;
+            predictor.ensemble.push(model);
+        }
         Ok(predictor)
     }
 
@@ -203,14 +226,27 @@ impl Predictor {
             .collect()
     }
 
-    /// sigmoid(logits) [B, W, K, C] of one batch, flat.
-    fn span_probs(&self, batch: &GlinerBatch) -> Result<Vec<f32>> {
+    /// sigmoid(logits) [B, W, K, C] of one batch, flat; for an ensemble,
+    /// the mean over its models.
+    pub fn span_probs(&self, batch: &GlinerBatch) -> Result<Vec<f32>> {
         let (enc, head) = model_inputs(batch)?;
-        let logits = no_grad(|| self.model.forward(&enc, &head, &Mode::inference()))?.head.logits.value();
-        let probs = logits.sigmoid()?.to_vec::<f32>()?;
-        if probs.iter().any(|p| p.is_nan()) {
-            return Err(Error::Msg("the model produced NaN scores (corrupt weights?)".into()));
+        let mut sum: Vec<f32> = Vec::new();
+        for model in std::iter::once(&self.model).chain(&self.ensemble) {
+            let logits = no_grad(|| model.forward(&enc, &head, &Mode::inference()))?.head.logits.value();
+            let probs = logits.sigmoid()?.to_vec::<f32>()?;
+            if probs.iter().any(|p| p.is_nan()) {
+                return Err(Error::Msg("the model produced NaN scores (corrupt weights?)".into()));
+            }
+            if sum.is_empty() {
+                sum = probs;
+            } else {
+                sum.iter_mut().zip(probs).for_each(|(s, p)| *s += p);
+            }
         }
-        Ok(probs)
+        let n = (1 + self.ensemble.len()) as f32;
+        if n > 1.0 {
+            sum.iter_mut().for_each(|s| *s /= n);
+        }
+        Ok(sum)
     }
 }

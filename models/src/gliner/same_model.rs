@@ -1,0 +1,118 @@
+//! Whether two GLiNER folders hold the same model shape: the same
+//! `tokenizer.json` and the same `gliner_config.json` up to the training
+//! settings GLiNER keeps in it. Weight averaging (model soups) and
+//! ensembles (mean span probabilities) both need it: one averages weights
+//! tensor by tensor, the other probabilities span by span, so both refuse
+//! folders that disagree instead of producing silent nonsense.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use kogner_tensor::{Error, Result};
+
+/// Top-level `gliner_config.json` keys that steer training only.
+const TRAINING_ONLY: &[&str] = &[
+    "dropout",
+    "fine_tune",
+    "freeze_token_rep",
+    "eval_every",
+    "loss_alpha",
+    "loss_gamma",
+    "loss_reduction",
+    "lr_encoder",
+    "lr_others",
+    "max_grad_norm",
+    "max_neg_type_ratio",
+    "max_types",
+    "neg_spans_ratio",
+    "num_steps",
+    "random_drop",
+    "save_total_limit",
+    "scheduler_type",
+    "shuffle_types",
+    "size_sup",
+    "train_batch_size",
+    "warmup_ratio",
+    "weight_decay_encoder",
+    "weight_decay_other",
+];
+
+/// Refuses `other` unless its vocabulary and architecture are `first`'s;
+/// the error names `other`'s file and the first differing (dotted) field.
+/// `purpose` completes "cannot {purpose} models with different ...".
+pub fn check_same_model(first: &Path, other: &Path, purpose: &str) -> Result<()> {
+    let tokenizer = |dir: &Path| {
+        let p = dir.join("tokenizer.json");
+        std::fs::read(&p).map_err(|e| Error::file(&p, e))
+    };
+    if tokenizer(first)? != tokenizer(other)? {
+        return Err(Error::file(other.join("tokenizer.json"), format!("differs from {}'s: cannot {purpose} models with different vocabularies", first.display())));
+    }
+    let (a, b) = (architecture(first)?, architecture(other)?);
+    match first_difference(&a, &b, "") {
+        None => Ok(()),
+        Some(field) => Err(Error::file(other.join("gliner_config.json"), format!("`{field}` differs from {}'s: cannot {purpose} different architectures", first.display()))),
+    }
+}
+
+/// A folder's `gliner_config.json` without its training-only keys.
+fn architecture(dir: &Path) -> Result<Value> {
+    let path = dir.join("gliner_config.json");
+    let text = std::fs::read(&path).map_err(|e| Error::file(&path, e))?;
+    let mut config: Value = serde_json::from_slice(&text).map_err(|e| Error::file(&path, format!("invalid JSON: {e}")))?;
+    if let Value::Object(map) = &mut config {
+        map.retain(|k, _| !TRAINING_ONLY.contains(&k.as_str()));
+    }
+    Ok(config)
+}
+
+/// The dotted path of the first field where two JSON values differ, if any.
+fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
+    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(u), Some(v)) => first_difference(u, v, &join(k)),
+                _ => Some(join(k)),
+            })
+        }
+        _ if a == b => None,
+        _ => Some(if path.is_empty() { "(root)".to_string() } else { path.to_string() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn first_difference_names_the_nested_field() {
+        let a = json!({"max_width": 12, "encoder_config": {"hidden_size": 384, "layers": 6}});
+        assert_eq!(first_difference(&a, &a.clone(), ""), None);
+        let b = json!({"max_width": 12, "encoder_config": {"hidden_size": 768, "layers": 6}});
+        assert_eq!(first_difference(&a, &b, "").as_deref(), Some("encoder_config.hidden_size"));
+        let c = json!({"max_width": 12});
+        assert_eq!(first_difference(&a, &c, "").as_deref(), Some("encoder_config"));
+    }
+
+    #[test]
+    fn training_settings_do_not_count() {
+        let dir = std::env::temp_dir().join(format!("kogner-same-model-{}", std::process::id()));
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        for (d, dropout, width) in [(&a, 0.4, 12), (&b, 0.1, 12)] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("tokenizer.json"), "{}").unwrap();
+            std::fs::write(d.join("gliner_config.json"), json!({"max_width": width, "dropout": dropout}).to_string()).unwrap();
+        }
+        assert!(check_same_model(&a, &b, "average").is_ok());
+        std::fs::write(b.join("gliner_config.json"), json!({"max_width": 8, "dropout": 0.4}).to_string()).unwrap();
+        let e = check_same_model(&a, &b, "ensemble").unwrap_err().to_string();
+        assert!(e.contains("`max_width` differs") && e.contains("cannot ensemble different architectures"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
