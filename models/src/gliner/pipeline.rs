@@ -17,7 +17,7 @@ use super::same_model::check_same_model;
 use super::words::{split_words, Word};
 use crate::nn::Mode;
 
-/// A model folder ready to predict.
+/// A model folder (or an ensemble of same-shaped folders) ready to predict.
 pub struct Predictor {
     pub model: Gliner,
     /// Further models of the same architecture and vocabulary whose span
