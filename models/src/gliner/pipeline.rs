@@ -13,7 +13,7 @@ use super::head::HeadInputs;
 use super::long_text::{merge, plan_windows, refine_windows, WindowCandidates};
 use super::model::{EncoderInputs, Gliner};
 use super::processor::{dedup_labels, BatchItem, GlinerBatch, GlinerProcessor};
-use super::same_model::check_same_model;
+use super::same_model::check_same_models;
 use super::words::{split_words, Word};
 use crate::nn::Mode;
 
@@ -143,30 +143,33 @@ impl Predictor {
     }
 
     /// A model for inference only, its encoder weights packed once
-    /// ([`Gliner::pack_for_inference`]): what `kogner predict` and `kogner eval` use.
+    /// ([`Gliner::pack_for_inference`]).
     pub fn load_for_inference(dir: &Path) -> Result<Predictor> {
-        let mut predictor = Self::load(dir)?;
-        predictor.model.pack_for_inference()?;
-        Ok(predictor)
+        Self::load_ensemble_for_inference(&[dir.to_path_buf()])
     }
 
-    /// An ensemble for inference: every span's probability is the mean of
-    /// those of the models in `dirs` (probability averaging, the usual way
-    /// to ensemble span classifiers). The models must share `dirs[0]`'s
-    /// tokenizer and architecture ([`check_same_model`]), so that they read
-    /// the same windows and score the same spans; one folder is one model.
+    /// Models for inference (what `kogner predict` and `kogner eval` use):
+    /// one folder is one model; several are an ensemble, every span's
+    /// probability the mean of the models' (probability averaging, the usual
+    /// way to ensemble span classifiers). The folders must share `dirs[0]`'s
+    /// tokenizer and architecture ([`check_same_models`], checked before any
+    /// weights are read), so that they read the same windows and score the
+    /// same spans.
     pub fn load_ensemble_for_inference(dirs: &[PathBuf]) -> Result<Predictor> {
-        let Some((first, rest)) = dirs.split_first() else {
+        let Some(first) = dirs.first() else {
             return Err(Error::Msg("no model folder given".into()));
         };
-        let mut predictor = Self::load_for_inference(first)?;
-        for dir in rest {
-            check_same_model(first, dir, "ensemble")?;
-            let mut model = Gliner::load(dir)?;
-            model.pack_for_inference()?;
-            predictor.ensemble.push(model);
-        }
-        Ok(predictor)
+        check_same_models(dirs, "ensemble")?;
+        let mut models = dirs
+            .iter()
+            .map(|dir| {
+                let mut model = Gliner::load(dir)?;
+                model.pack_for_inference()?;
+                Ok(model)
+            })
+            .collect::<Result<Vec<Gliner>>>()?;
+        let model = models.remove(0);
+        Ok(Predictor { model, ensemble: models, processor: GlinerProcessor::from_dir(first)? })
     }
 
     /// Entities of every document, in input order. `progress(done)` is

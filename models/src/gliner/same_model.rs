@@ -5,7 +5,7 @@
 //! tensor by tensor, the other probabilities span by span, so both refuse
 //! folders that disagree instead of producing silent nonsense.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -38,22 +38,30 @@ const TRAINING_ONLY: &[&str] = &[
     "weight_decay_other",
 ];
 
-/// Refuses `other` unless its vocabulary and architecture are `first`'s;
-/// the error names `other`'s file and the first differing (dotted) field.
-/// `purpose` completes "cannot {purpose} models with different ...".
-pub fn check_same_model(first: &Path, other: &Path, purpose: &str) -> Result<()> {
-    let tokenizer = |dir: &Path| {
-        let p = dir.join("tokenizer.json");
-        std::fs::read(&p).map_err(|e| Error::file(&p, e))
+/// Refuses `dirs` unless every folder's vocabulary and architecture are
+/// `dirs[0]`'s (whose files are read once); the error names the differing
+/// folder's file and the first differing (dotted) field. `purpose`
+/// completes "cannot {purpose} models with different ...".
+pub fn check_same_models(dirs: &[PathBuf], purpose: &str) -> Result<()> {
+    let Some((first, rest)) = dirs.split_first() else {
+        return Ok(());
     };
-    if tokenizer(first)? != tokenizer(other)? {
-        return Err(Error::file(other.join("tokenizer.json"), format!("differs from {}'s: cannot {purpose} models with different vocabularies", first.display())));
+    let (tokenizer, arch) = (tokenizer(first)?, architecture(first)?);
+    for other in rest {
+        if tokenizer != self::tokenizer(other)? {
+            return Err(Error::file(other.join("tokenizer.json"), format!("differs from {}'s: cannot {purpose} models with different vocabularies", first.display())));
+        }
+        if let Some(field) = first_difference(&arch, &architecture(other)?, "") {
+            return Err(Error::file(other.join("gliner_config.json"), format!("`{field}` differs from {}'s: cannot {purpose} different architectures", first.display())));
+        }
     }
-    let (a, b) = (architecture(first)?, architecture(other)?);
-    match first_difference(&a, &b, "") {
-        None => Ok(()),
-        Some(field) => Err(Error::file(other.join("gliner_config.json"), format!("`{field}` differs from {}'s: cannot {purpose} different architectures", first.display()))),
-    }
+    Ok(())
+}
+
+/// A folder's `tokenizer.json`, as bytes.
+fn tokenizer(dir: &Path) -> Result<Vec<u8>> {
+    let path = dir.join("tokenizer.json");
+    std::fs::read(&path).map_err(|e| Error::file(&path, e))
 }
 
 /// A folder's `gliner_config.json` without its training-only keys.
@@ -109,9 +117,10 @@ mod tests {
             std::fs::write(d.join("tokenizer.json"), "{}").unwrap();
             std::fs::write(d.join("gliner_config.json"), json!({"max_width": width, "dropout": dropout}).to_string()).unwrap();
         }
-        assert!(check_same_model(&a, &b, "average").is_ok());
+        let dirs = [a.clone(), b.clone()];
+        assert!(check_same_models(&dirs, "average").is_ok());
         std::fs::write(b.join("gliner_config.json"), json!({"max_width": 8, "dropout": 0.4}).to_string()).unwrap();
-        let e = check_same_model(&a, &b, "ensemble").unwrap_err().to_string();
+        let e = check_same_models(&dirs, "ensemble").unwrap_err().to_string();
         assert!(e.contains("`max_width` differs") && e.contains("cannot ensemble different architectures"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use kogner_models::gliner::model::Gliner;
-use kogner_models::gliner::same_model::check_same_model;
+use kogner_models::gliner::same_model::check_same_models;
 use kogner_tensor::{Error, Result, Tensor};
 
 use super::checkpoint::{save_model, ModelFiles};
@@ -26,6 +26,7 @@ pub fn average_models(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     let Some((first, rest)) = dirs.split_first() else {
         return Err(Error::Msg("average: no model folders given".into()));
     };
+    check_same_models(dirs, "average")?;
     let files = ModelFiles::read(first)?;
     let model = Gliner::load(first)?;
     // One f64 running sum per parameter, in the parameter store's order.
@@ -33,7 +34,6 @@ pub fn average_models(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     add_weights(&mut sums, &model, first)?;
 
     for dir in rest {
-        check_same_model(first, dir, "average")?;
         add_weights(&mut sums, &Gliner::load(dir)?, dir)?;
     }
 
