@@ -233,23 +233,23 @@ impl Predictor {
     /// the mean over its models.
     pub fn span_probs(&self, batch: &GlinerBatch) -> Result<Vec<f32>> {
         let (enc, head) = model_inputs(batch)?;
-        let mut sum: Vec<f32> = Vec::new();
-        for model in std::iter::once(&self.model).chain(&self.ensemble) {
+        let member_probs = |model: &Gliner| -> Result<Vec<f32>> {
             let logits = no_grad(|| model.forward(&enc, &head, &Mode::inference()))?.head.logits.value();
             let probs = logits.sigmoid()?.to_vec::<f32>()?;
             if probs.iter().any(|p| p.is_nan()) {
                 return Err(Error::Msg("the model produced NaN scores (corrupt weights?)".into()));
             }
-            if sum.is_empty() {
-                sum = probs;
-            } else {
-                sum.iter_mut().zip(probs).for_each(|(s, p)| *s += p);
-            }
+            Ok(probs)
+        };
+        let mut probs = member_probs(&self.model)?;
+        if self.ensemble.is_empty() {
+            return Ok(probs);
+        }
+        for model in &self.ensemble {
+            probs.iter_mut().zip(member_probs(model)?).for_each(|(s, p)| *s += p);
         }
         let n = (1 + self.ensemble.len()) as f32;
-        if n > 1.0 {
-            sum.iter_mut().for_each(|s| *s /= n);
-        }
-        Ok(sum)
+        probs.iter_mut().for_each(|s| *s /= n);
+        Ok(probs)
     }
 }

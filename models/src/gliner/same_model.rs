@@ -39,13 +39,17 @@ const TRAINING_ONLY: &[&str] = &[
 ];
 
 /// Refuses `dirs` unless every folder's vocabulary and architecture are
-/// `dirs[0]`'s (whose files are read once); the error names the differing
+/// `dirs[0]`'s (whose files are read once; nothing is read for one folder,
+/// the common case of `kogner predict`); the error names the differing
 /// folder's file and the first differing (dotted) field. `purpose`
 /// completes "cannot {purpose} models with different ...".
 pub fn check_same_models(dirs: &[PathBuf], purpose: &str) -> Result<()> {
-    let Some((first, rest)) = dirs.split_first() else {
+    let [first, rest @ ..] = dirs else {
         return Ok(());
     };
+    if rest.is_empty() {
+        return Ok(());
+    }
     let (tokenizer, arch) = (tokenizer(first)?, architecture(first)?);
     for other in rest {
         if tokenizer != self::tokenizer(other)? {
