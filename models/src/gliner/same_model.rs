@@ -44,12 +44,9 @@ const TRAINING_ONLY: &[&str] = &[
 /// folder's file and the first differing (dotted) field. `purpose`
 /// completes "cannot {purpose} models with different ...".
 pub fn check_same_models(dirs: &[PathBuf], purpose: &str) -> Result<()> {
-    let [first, rest @ ..] = dirs else {
+    let Some((first, rest)) = dirs.split_first().filter(|(_, rest)| !rest.is_empty()) else {
         return Ok(());
     };
-    if rest.is_empty() {
-        return Ok(());
-    }
     let (tokenizer, arch) = (tokenizer(first)?, architecture(first)?);
     for other in rest {
         if tokenizer != self::tokenizer(other)? {
