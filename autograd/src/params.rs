@@ -31,6 +31,19 @@ impl ParamStore {
         Ok(v)
     }
 
+    /// Add every parameter of `other` as the same variables (shared, not
+    /// copied): one store for an optimiser that updates a model and an
+    /// auxiliary head together. Names stay unique.
+    pub fn extend(&mut self, other: &ParamStore) -> Result<()> {
+        for (name, var) in other.iter() {
+            if self.params.contains_key(name) {
+                return Err(Error::Msg(format!("parameter `{name}` defined twice")));
+            }
+            self.params.insert(name.clone(), var.clone());
+        }
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Option<&Var> {
         self.params.get(name)
     }
@@ -111,5 +124,18 @@ mod tests {
         let e = c.load_safetensors(&path, true).unwrap_err().to_string();
         assert!(e.contains("lin.weight"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn extend_shares_the_variables_and_rejects_a_name_twice() {
+        let mut model = ParamStore::new();
+        let w = model.insert("w", Tensor::zeros(&[2], DType::F32)).unwrap();
+        let mut head = ParamStore::new();
+        head.insert("head.w", Tensor::zeros(&[3], DType::F32)).unwrap();
+        let mut all = model.clone();
+        all.extend(&head).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.var("w").unwrap().id(), w.id());
+        assert!(all.extend(&head).unwrap_err().to_string().contains("`head.w` defined twice"));
     }
 }

@@ -71,6 +71,23 @@ pub struct TrainArgs {
     /// Evaluate and keep an exponential moving average of the weights with this decay (e.g. 0.999; 0: off).
     #[arg(long)]
     ema_decay: Option<f64>,
+    /// KoGNER teacher file (`kogner teacher --out`): distil spans whose gold concept id is a KG
+    /// node into the student (PubTator corpora carry the ids).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// The teacher's KG folder: link mentions without a concept id by name (a node's name or
+    /// synonym, exact up to case), e.g. for IOB and brat corpora.
+    #[arg(long)]
+    teacher_kg: Option<PathBuf>,
+    /// Weight b of the distillation loss (loss = bce_weight·L_GLiNER + b·L_dist; defaults 0.8, 0.2).
+    #[arg(long)]
+    distill_weight: Option<f64>,
+    #[arg(long)]
+    bce_weight: Option<f64>,
+    /// Keep MLP_dist at its seeded initialisation (a fixed random projection of the teacher's H),
+    /// so the two heads cannot meet at one point for every node.
+    #[arg(long)]
+    freeze_mlp_dist: Option<bool>,
     #[arg(long)]
     max_width: Option<usize>,
     #[arg(long)]
@@ -141,6 +158,11 @@ impl TrainArgs {
         put("warmup_ratio", self.warmup_ratio.map(|v| json!(v)));
         put("max_grad_norm", self.max_grad_norm.map(|v| json!(v)));
         put("ema_decay", self.ema_decay.map(|v| json!(v)));
+        put("teacher", path(&self.teacher));
+        put("teacher_kg", path(&self.teacher_kg));
+        put("distill_weight", self.distill_weight.map(|v| json!(v)));
+        put("bce_weight", self.bce_weight.map(|v| json!(v)));
+        put("freeze_mlp_dist", self.freeze_mlp_dist.map(|v| json!(v)));
         put("max_width", self.max_width.map(|v| json!(v)));
         put("max_len", self.max_len.map(|v| json!(v)));
         put("dropout", self.dropout.map(|v| json!(v)));
@@ -187,6 +209,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         cfg.grad_accum,
         if trainer.state.step > 0 { format!(", resuming after step {}", trainer.state.step) } else { String::new() }
     );
+    if let Some((linked, total)) = trainer.distill_coverage() {
+        eprintln!("distilling from {}: {linked} of {total} training mentions linked to a KG node", cfg.teacher.as_ref().map_or(String::new(), |p| p.display().to_string()));
+    }
     let bar = ProgressBar::new(cfg.steps as u64).with_position(trainer.state.step as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]")

@@ -2,14 +2,18 @@
 //! arbitrary moments and continued with `--resume` has exactly the losses
 //! of an uninterrupted run (and the same moving average of the weights);
 //! its models load in `kogner predict`; a non-finite loss stops with a
-//! message naming the step.
+//! message naming the step. The same for a run that distils from a KG
+//! teacher, whose loss is the weighted sum of GLiNER's and L_dist.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kogner_tensor::safetensors_io::{save, SafeTensorsFile};
-use kogner_tensor::{DType, Tensor};
+use kogner_tensor::{DType, Rng, Tensor};
+use kogner_train::data::iob::read_iob;
+use kogner_train::data::pubtator::read_pubtator;
+use kogner_train::teacher::export::TeacherEmbeddings;
 
 const KOGNER: &str = env!("CARGO_BIN_EXE_kogner");
 
@@ -24,13 +28,19 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// The first `n` blank-line-separated blocks (IOB sentences, PubTator
+/// documents) of the NCBI-disease file `rel`, written to `dir/name`.
+fn head_of(dir: &Path, rel: &str, n: usize, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(shared().join("data/ner/ncbi-disease").join(rel)).unwrap_or_else(|e| panic!("NCBI-disease {rel}: {e}"));
+    let blocks: Vec<&str> = text.split("\n\n").filter(|s| !s.trim().is_empty()).take(n).collect();
+    let path = dir.join(name);
+    std::fs::write(&path, blocks.join("\n\n") + "\n").unwrap();
+    path
+}
+
 /// The first `n` sentences of NCBI-disease's IOB train file.
 fn tiny_corpus(dir: &Path, n: usize) -> PathBuf {
-    let text = std::fs::read_to_string(shared().join("data/ner/ncbi-disease/iob/train.tsv")).expect("NCBI-disease train.tsv");
-    let sentences: Vec<&str> = text.split("\n\n").filter(|s| !s.trim().is_empty()).take(n).collect();
-    let path = dir.join("tiny.tsv");
-    std::fs::write(&path, sentences.join("\n\n") + "\n").unwrap();
-    path
+    head_of(dir, "iob/train.tsv", n, "tiny.tsv")
 }
 
 fn train_cmd(corpus: &Path, init: &Path, out: &Path, resume: bool) -> Command {
@@ -185,5 +195,130 @@ fn a_non_finite_loss_stops_naming_the_step() {
     assert!(!out.status.success(), "training on NaN weights must fail");
     assert!(stderr.contains("step 1") && stderr.to_lowercase().contains("nan"), "{stderr}");
     assert_eq!(stderr.trim().lines().filter(|l| l.starts_with("error")).count(), 1, "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A random teacher whose nodes are every other concept id of `corpus`
+/// (so some mentions link and some do not) plus one id no mention has, and
+/// its KG in `kg/`: each node named by the text of one of its mentions, the
+/// first nodes with one of `synonyms` each.
+fn toy_teacher(corpus: &Path, dir: &Path, synonyms: &[String]) -> PathBuf {
+    let mut named: Vec<(String, String)> = read_pubtator(corpus)
+        .unwrap()
+        .iter()
+        .flat_map(|d| d.mentions.iter().flat_map(|m| m.concept_ids.iter().map(|id| (id.clone(), d.mention_text(m).unwrap().to_string()))))
+        .collect();
+    named.sort();
+    named.dedup_by(|a, b| a.0 == b.0);
+    let mut nodes: Vec<(String, String)> = named.into_iter().step_by(2).collect();
+    nodes.push(("MESH:D999999".into(), "no such disease".into()));
+    let n = nodes.len();
+    assert!(n > 2);
+    let kg = dir.join("kg");
+    std::fs::create_dir_all(&kg).unwrap();
+    let synonyms = synonyms.iter().map(String::as_str).chain(std::iter::repeat(""));
+    let rows: String = nodes.iter().zip(synonyms).map(|((id, name), syn)| format!("{id}\t{name}\tDisease\t{syn}\n")).collect();
+    std::fs::write(kg.join("nodes.tsv"), format!("id\tname\ttype\tsynonyms\n{rows}")).unwrap();
+    std::fs::write(kg.join("edges.tsv"), format!("head\trelation\ttail\n{}\tis_a\t{}\n", nodes[0].0, nodes[1].0)).unwrap();
+    let mut rng = Rng::new(3);
+    let mut random = |d: usize| Tensor::from_vec((0..n * d).map(|_| rng.normal() as f32).collect::<Vec<f32>>(), &[n, d]).unwrap();
+    let teacher = TeacherEmbeddings { node_ids: nodes.into_iter().map(|(id, _)| id).collect(), z: random(8), z_graph: random(4), z_transr: random(3) };
+    let path = dir.join("teacher.safetensors");
+    teacher.save(&path).unwrap();
+    path
+}
+
+#[test]
+fn a_distilling_run_adds_the_weighted_kg_loss_and_resumes_with_the_same_losses() {
+    let dir = scratch("distill");
+    let corpus = head_of(&dir, "pubtator/NCBItrainset_corpus.txt", 3, "tiny.pubtator");
+    let iob = tiny_corpus(&dir, 30);
+    let iob_mentions: Vec<String> = read_iob(&iob).unwrap().documents.iter().flat_map(|d| d.mentions.iter().map(|m| d.mention_text(m).unwrap().to_string())).take(2).collect();
+    let teacher = toy_teacher(&corpus, &dir, &iob_mentions);
+    let init = shared().join("fixtures/gliner/deberta-tiny");
+    let cmd = |out: &Path, resume: bool, distill: &[&str]| {
+        let mut c = train_cmd(&corpus, &init, out, resume);
+        c.args(["--train-format", "pubtator"]).args(distill);
+        c
+    };
+    let with_teacher = |weights: &[&'static str]| {
+        let mut args = vec!["--teacher", teacher.to_str().unwrap()];
+        args.extend_from_slice(weights);
+        args
+    };
+
+    let plain = dir.join("plain");
+    ok(cmd(&plain, false, &[]).output().unwrap(), "run without a teacher");
+    // b = 0, a = 1: the heads train on nothing and the student's losses are the plain run's.
+    let silent = dir.join("silent");
+    let out = cmd(&silent, false, &with_teacher(&["--distill-weight", "0", "--bce-weight", "1"])).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("training mentions linked to a KG node"));
+    ok(out, "run with a teacher at weight 0");
+    assert_eq!(losses(&silent), losses(&plain));
+    assert!(weights_of(&silent) == weights_of(&plain));
+
+    // The paper's a = 0.8, b = 0.2: step 1 (same weights, same batch) is
+    // 0.8 · the plain loss + 0.2 · L_dist with L_dist > 0, and later steps differ.
+    let straight = dir.join("straight");
+    ok(cmd(&straight, false, &with_teacher(&[])).output().unwrap(), "distilling run");
+    let (p, d) = (losses(&plain), losses(&straight));
+    let (p1, d1): (f64, f64) = (p[0].1.parse().unwrap(), d[0].1.parse().unwrap());
+    let l_dist = (d1 - 0.8 * p1) / 0.2;
+    assert!(l_dist > 1e-3 && l_dist.is_finite(), "L_dist at step 1: {l_dist} (plain {p1}, distilling {d1})");
+    let first_line = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap().lines().next().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).unwrap();
+    let logged = first_line["l_dist"].as_f64().expect("metrics.jsonl has l_dist when distilling");
+    assert!((logged - l_dist).abs() <= 1e-4 * (1.0 + p1), "logged L_dist {logged}, from the losses {l_dist}");
+    assert!(std::fs::metadata(straight.join("checkpoint/distill.safetensors")).is_ok());
+    assert!(SafeTensorsFile::open(straight.join("best/model.safetensors")).unwrap().names().iter().all(|n| !n.starts_with("distill")), "the heads stay out of the model");
+
+    // --freeze-mlp-dist true: MLP_dist stays at its seeded initialisation
+    // whatever b is (two frozen runs share it), while the trained run's moved.
+    let heads = |run: &Path, part: &str| -> Vec<Vec<f64>> {
+        let f = SafeTensorsFile::open(run.join("checkpoint/distill.safetensors")).unwrap();
+        let mut names: Vec<String> = f.names().into_iter().filter(|n| n.starts_with(&format!("distill.{part}."))).collect();
+        names.sort();
+        assert_eq!(names.len(), 4, "{part}: {names:?}");
+        names.iter().map(|n| f.get(n).unwrap().to_f64_vec().unwrap()).collect()
+    };
+    let frozen: Vec<PathBuf> = ["0.2", "5"]
+        .iter()
+        .map(|b| {
+            let run = dir.join(format!("frozen-{b}"));
+            ok(cmd(&run, false, &with_teacher(&["--freeze-mlp-dist", "true", "--distill-weight", b])).output().unwrap(), "distilling run with MLP_dist frozen");
+            run
+        })
+        .collect();
+    assert!(heads(&frozen[0], "dist") == heads(&frozen[1], "dist"), "a frozen MLP_dist must not move");
+    assert!(heads(&frozen[0], "span") != heads(&frozen[1], "span"));
+    assert!(heads(&straight, "dist") != heads(&frozen[0], "dist"), "a trained MLP_dist moves");
+
+    let killed = dir.join("killed");
+    let mut kills = 0;
+    for (i, (after, delay_ms)) in [(3u64, 0u64), (6, 5)].into_iter().enumerate() {
+        kills += kill_during(cmd(&killed, i > 0, &with_teacher(&[])), &killed, after, Duration::from_millis(delay_ms)) as usize;
+    }
+    assert!(kills >= 1, "the runs finished before they could be killed");
+    ok(cmd(&killed, true, &with_teacher(&[])).output().unwrap(), "resumed distilling run");
+    assert_eq!(losses(&killed), d, "losses after kill -9 + --resume differ from the uninterrupted distilling run");
+    assert!(weights_of(&killed) == weights_of(&straight));
+
+    // A corpus without concept ids has nothing to distil (one clear error)
+    // until the teacher's KG links its mentions by name.
+    let mut no_ids = train_cmd(&iob, &init, &dir.join("iob"), false);
+    let out = no_ids.arg("--teacher").arg(&teacher).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("nothing to distil") && stderr.contains("--teacher-kg"), "{stderr}");
+    let mut by_name = train_cmd(&iob, &init, &dir.join("iob-by-name"), false);
+    let out = by_name.arg("--teacher").arg(&teacher).arg("--teacher-kg").arg(dir.join("kg")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out, "distilling run linked by name");
+    let linked: usize = stderr.split("from ").nth(1).and_then(|t| t.split(": ").nth(1)).and_then(|t| t.split(' ').next()).and_then(|t| t.parse().ok()).expect(&stderr);
+    assert!(linked > 0, "{stderr}");
+
+    // A teacher that is not a teacher file is one clear error naming it.
+    std::fs::write(dir.join("bad.safetensors"), b"not safetensors").unwrap();
+    let bad = cmd(&dir.join("bad"), false, &["--teacher", dir.join("bad.safetensors").to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains("bad.safetensors"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,5 +1,6 @@
 //! The knowledge-graph teacher's networks (SPEC §5).
 
+pub mod distill;
 pub mod graph_transformer;
 pub mod transr;
 pub mod text;

@@ -6,7 +6,8 @@
 //!
 //! `checkpoint/` = a GLiNER folder (loads in `kogner predict`) +
 //! `optimizer.safetensors` + `trainer_state.json` (+ `ema.safetensors`, the
-//! weights' moving average, when the run keeps one); `best/` = a GLiNER
+//! weights' moving average, when the run keeps one; + `distill.safetensors`,
+//! the KoGNER distillation heads, when it distils); `best/` = a GLiNER
 //! folder of the best dev F1.
 
 use std::fs;
@@ -26,6 +27,7 @@ pub const BEST: &str = "best";
 const STATE_FILE: &str = "trainer_state.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const EMA_FILE: &str = "ema.safetensors";
+const DISTILL_FILE: &str = "distill.safetensors";
 
 /// Where a run stands after `step` optimiser steps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -124,15 +126,27 @@ pub fn recover(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The parts of a run besides the model that a checkpoint keeps.
+pub struct RunState<'a> {
+    pub opt: &'a AdamW,
+    pub ema: Option<&'a Ema>,
+    /// The distillation heads' parameters.
+    pub distill: Option<&'a ParamStore>,
+    pub state: &'a TrainerState,
+}
+
 /// Write the resumable checkpoint.
-pub fn save_checkpoint(out: &Path, files: &ModelFiles, params: &ParamStore, opt: &AdamW, ema: Option<&Ema>, state: &TrainerState) -> Result<()> {
+pub fn save_checkpoint(out: &Path, files: &ModelFiles, params: &ParamStore, run: &RunState<'_>) -> Result<()> {
     replace_dir(out, CHECKPOINT, |dir| {
         files.write(dir, params)?;
-        opt.save_state(dir.join(OPTIMIZER_FILE))?;
-        if let Some(ema) = ema {
+        run.opt.save_state(dir.join(OPTIMIZER_FILE))?;
+        if let Some(ema) = run.ema {
             ema.save(dir.join(EMA_FILE))?;
         }
-        let json = serde_json::to_string_pretty(state).map_err(|e| Error::Msg(e.to_string()))?;
+        if let Some(distill) = run.distill {
+            distill.save_safetensors(dir.join(DISTILL_FILE), DType::F32)?;
+        }
+        let json = serde_json::to_string_pretty(run.state).map_err(|e| Error::Msg(e.to_string()))?;
         write_atomic(dir.join(STATE_FILE), json.as_bytes())
     })
 }
@@ -164,6 +178,10 @@ pub fn optimizer_file(dir: &Path) -> PathBuf {
 
 pub fn ema_file(dir: &Path) -> PathBuf {
     dir.join(EMA_FILE)
+}
+
+pub fn distill_file(dir: &Path) -> PathBuf {
+    dir.join(DISTILL_FILE)
 }
 
 #[cfg(test)]

@@ -55,6 +55,29 @@ pub struct TrainConfig {
     /// 0 = off (GLiNER's behaviour: the last weights).
     pub ema_decay: f64,
 
+    /// KoGNER: a teacher file (`kogner teacher --out`). Training spans whose
+    /// gold concept id is one of its nodes are distilled (SPEC §5.3):
+    /// loss = `bce_weight`·L_GLiNER + `distill_weight`·L_dist. None = GLiNER alone.
+    pub teacher: Option<PathBuf>,
+    /// The teacher's KG folder: mentions without a concept id that is a
+    /// node are linked by their text (a node's name or synonym, exact up to
+    /// case; names shared by several nodes are skipped). For corpora
+    /// without ids (IOB, brat).
+    pub teacher_kg: Option<PathBuf>,
+    /// a (the paper's 0.8); used only with a teacher.
+    pub bce_weight: f64,
+    /// b (the paper's 0.2).
+    pub distill_weight: f64,
+    /// Hidden width of MLP_span and MLP_dist.
+    pub distill_hidden: usize,
+    /// The width both map into (the paper's "KG hidden size" 58).
+    pub distill_dim: usize,
+    /// Keep MLP_dist at its seeded initialisation, a fixed random projection
+    /// of H. Trained (the paper's way), it can map every linked node to one
+    /// point that MLP_span then matches without learning anything from the
+    /// teacher (measured on BC5CDR; see the README).
+    pub freeze_mlp_dist: bool,
+
     /// Widest span in words (GLiNER's `max_width`).
     pub max_width: usize,
     /// Longest example in words; longer documents are cut at sentences.
@@ -123,6 +146,13 @@ impl Default for TrainConfig {
             adam_beta2: 0.999,
             adam_eps: 1e-8,
             ema_decay: 0.0,
+            teacher: None,
+            teacher_kg: None,
+            bce_weight: 0.8,
+            distill_weight: 0.2,
+            distill_hidden: 256,
+            distill_dim: 58,
+            freeze_mlp_dist: false,
             max_width: 12,
             max_len: 384,
             context: "sentence".into(),
@@ -182,12 +212,12 @@ impl TrainConfig {
             (Some(_), Some(_)) => return bad("init", "give either `encoder` or `init`, not both".into()),
             _ => {}
         }
-        for (field, v) in [("steps", self.steps), ("batch_size", self.batch_size), ("grad_accum", self.grad_accum), ("max_width", self.max_width), ("max_len", self.max_len), ("eval_batch_size", self.eval_batch_size), ("max_types", self.max_types)] {
+        for (field, v) in [("steps", self.steps), ("batch_size", self.batch_size), ("grad_accum", self.grad_accum), ("max_width", self.max_width), ("max_len", self.max_len), ("eval_batch_size", self.eval_batch_size), ("max_types", self.max_types), ("distill_hidden", self.distill_hidden), ("distill_dim", self.distill_dim)] {
             if v == 0 {
                 return bad(field, "must be at least 1".into());
             }
         }
-        for (field, v) in [("lr_encoder", self.lr_encoder), ("lr_head", self.lr_head), ("weight_decay_encoder", self.weight_decay_encoder), ("weight_decay_head", self.weight_decay_head), ("max_grad_norm", self.max_grad_norm), ("adam_eps", self.adam_eps)] {
+        for (field, v) in [("lr_encoder", self.lr_encoder), ("lr_head", self.lr_head), ("weight_decay_encoder", self.weight_decay_encoder), ("weight_decay_head", self.weight_decay_head), ("max_grad_norm", self.max_grad_norm), ("adam_eps", self.adam_eps), ("bce_weight", self.bce_weight), ("distill_weight", self.distill_weight)] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(field, format!("{v} must be a finite number ≥ 0"));
             }

@@ -5,6 +5,7 @@ pub mod average;
 pub mod checkpoint;
 pub mod config;
 pub mod corpus;
+pub mod distill;
 pub mod evaluate;
 pub mod metrics;
 pub mod sampler;

@@ -15,6 +15,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use kogner_autograd::ops::loss::{gliner_span_loss, Reduction};
+use kogner_autograd::ParamStore;
 use kogner_models::gliner::decode::DecodeMode;
 use kogner_models::gliner::init::{init_model, InitSources, Preset};
 use kogner_models::gliner::pipeline::{model_inputs, PredictOptions, Predictor};
@@ -23,9 +24,10 @@ use kogner_models::nn::Mode;
 use kogner_tensor::safetensors_io::write_atomic;
 use kogner_tensor::{Error, Result};
 
-use super::checkpoint::{self, ModelFiles, TrainerState, CHECKPOINT};
+use super::checkpoint::{self, ModelFiles, RunState, TrainerState, CHECKPOINT};
 use super::config::TrainConfig;
 use super::corpus::{label_map, prompt_labels, read_corpus, Format};
+use super::distill::Distiller;
 use super::evaluate::evaluate_model;
 use super::metrics::{curve_svg, MetricsLog};
 use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM};
@@ -68,6 +70,10 @@ pub struct Trainer {
     out: PathBuf,
     predictor: Predictor,
     files: ModelFiles,
+    /// KoGNER's distillation heads and teacher, when the run distils.
+    distiller: Option<Distiller>,
+    /// What the optimiser updates: the model's parameters (+ the distillation heads').
+    train_params: ParamStore,
     opt: AdamW,
     /// The weights' moving average (`ema_decay` > 0): what dev evaluation and `best/` use.
     ema: Option<Ema>,
@@ -142,9 +148,24 @@ impl Trainer {
             head_lr: config.lr_head,
             head_weight_decay: config.weight_decay_head,
         };
-        let groups = gliner_param_groups(&predictor.model.params, &hyper);
+        let distiller = match &config.teacher {
+            None => None,
+            Some(teacher) => {
+                let saved = checkpoint::distill_file(&ckpt);
+                let d = Distiller::new(&config, predictor.model.head.hidden, (state.step > 0).then_some(saved.as_path()))?;
+                if d.coverage(&conv.examples).0 == 0 {
+                    return Err(Error::file(teacher, format!("no training mention of {} links to a teacher node, so there is nothing to distil (IOB and brat corpora carry no concept ids: give the teacher's KG with --teacher-kg to link mentions by name)", train_path.display())));
+                }
+                Some(d)
+            }
+        };
+        let mut train_params = predictor.model.params.clone();
+        if let Some(d) = &distiller {
+            train_params.extend(&d.params)?;
+        }
+        let groups = gliner_param_groups(&train_params, &hyper);
         let mut opt = AdamW::new(groups, AdamWConfig { beta1: config.adam_beta1, beta2: config.adam_beta2, eps: config.adam_eps })?;
-        opt.load_state(checkpoint::optimizer_file(&ckpt), &predictor.model.params)?;
+        opt.load_state(checkpoint::optimizer_file(&ckpt), &train_params)?;
         let ema = match config.ema_decay {
             0.0 => None,
             d if state.step == 0 => Some(Ema::new(d, &predictor.model.params)?),
@@ -169,6 +190,8 @@ impl Trainer {
             out,
             predictor,
             files,
+            distiller,
+            train_params,
             opt,
             ema,
             labels,
@@ -186,6 +209,12 @@ impl Trainer {
         self.examples.len()
     }
 
+    /// (linked, total) training mentions when the run distils (linked: to a
+    /// teacher node, by concept id or name).
+    pub fn distill_coverage(&self) -> Option<(usize, usize)> {
+        self.distiller.as_ref().map(|d| d.coverage(&self.examples))
+    }
+
     pub fn labels(&self) -> &[String] {
         &self.labels
     }
@@ -200,7 +229,7 @@ impl Trainer {
         let first = self.state.step;
         while self.state.step < self.config.steps {
             let t = Instant::now();
-            let (loss, grad_norm) = self.train_step()?;
+            let (loss, grad_norm, l_dist) = self.train_step()?;
             let step = self.state.step;
             let elapsed_s = self.started.elapsed().as_secs_f64();
             let sentences = (self.config.batch_size * self.config.grad_accum) as f64;
@@ -213,10 +242,14 @@ impl Trainer {
                 sentences_per_s: sentences * (step - first) as f64 / elapsed_s.max(1e-9),
                 elapsed_s,
             };
-            self.metrics.append(&json!({
+            let mut line = json!({
                 "step": step, "loss": loss, "lr_encoder": stats.lr_encoder, "lr_head": stats.lr_head,
                 "grad_norm": grad_norm, "sentences_per_s": sentences / t.elapsed().as_secs_f64().max(1e-9), "elapsed_s": elapsed_s,
-            }))?;
+            });
+            if let Some(l) = l_dist {
+                line["l_dist"] = json!(l);
+            }
+            self.metrics.append(&line)?;
             on_event(Event::Step(&stats));
             let last = step == self.config.steps;
             let eval_now = !self.dev.is_empty() && (last || (self.config.eval_every > 0 && step % self.config.eval_every == 0));
@@ -246,13 +279,14 @@ impl Trainer {
         Ok(self.state.clone())
     }
 
-    /// One optimiser step; returns (mean loss over micro-batches, gradient norm).
-    fn train_step(&mut self) -> Result<(f64, f64)> {
+    /// One optimiser step; returns the mean loss over micro-batches, the
+    /// gradient norm, and (when distilling) the mean L_dist.
+    fn train_step(&mut self) -> Result<(f64, f64, Option<f64>)> {
         let cfg = &self.config;
         let (bs, accum, step) = (cfg.batch_size, cfg.grad_accum, self.state.step);
         let model = &self.predictor.model;
         let mut acc = GradAccumulator::new();
-        let mut loss_sum = 0.0;
+        let (mut loss_sum, mut l_dist_sum) = (0.0, 0.0);
         for micro in 0..accum {
             let first = (step * accum + micro) * bs;
             let positions: Vec<usize> = (first..first + bs).collect();
@@ -273,7 +307,13 @@ impl Trainer {
             let (enc, head) = model_inputs(&batch)?;
             let mode = Mode::training(mix(cfg.seed, DROPOUT_STREAM, (step * accum + micro) as u64));
             let out = model.forward(&enc, &head, &mode)?;
-            let loss = gliner_span_loss(&out.head.logits, &targets, Some(&mask), self.reduction, cfg.focal())?;
+            let mut loss = gliner_span_loss(&out.head.logits, &targets, Some(&mask), self.reduction, cfg.focal())?;
+            if let Some(d) = &self.distiller {
+                let span_reps = out.head.span_reps.as_ref().ok_or_else(|| Error::Msg("distillation: the training forward formed no span representations".into()))?;
+                let (total, l_dist) = d.loss(&loss, span_reps, &d.links(&batch, &chosen))?;
+                loss = total;
+                l_dist_sum += l_dist;
+            }
             let value = loss.value().to_scalar()?;
             if !value.is_finite() {
                 return Err(Error::Msg(format!(
@@ -287,12 +327,13 @@ impl Trainer {
         let mut grads = acc.take_mean()?;
         let max_norm = if cfg.max_grad_norm > 0.0 { cfg.max_grad_norm } else { f64::MAX };
         let clip = clip_grad_norm(&mut grads, max_norm).map_err(|e| Error::Msg(format!("step {}: {e}", step + 1)))?;
-        self.opt.step(&model.params, &grads, self.schedule.factor(step))?;
+        self.opt.step(&self.train_params, &grads, self.schedule.factor(step))?;
         if let Some(ema) = &mut self.ema {
             ema.update(&model.params)?;
         }
         self.state.step += 1;
-        Ok((loss_sum / accum as f64, clip.total_norm))
+        let l_dist = self.distiller.is_some().then_some(l_dist_sum / accum as f64);
+        Ok((loss_sum / accum as f64, clip.total_norm, l_dist))
     }
 
     /// `f` with the moving average in the model's parameters when the run
@@ -314,7 +355,8 @@ impl Trainer {
 
     fn save(&mut self) -> Result<()> {
         self.metrics.sync()?;
-        checkpoint::save_checkpoint(&self.out, &self.files, &self.predictor.model.params, &self.opt, self.ema.as_ref(), &self.state)?;
+        let run = RunState { opt: &self.opt, ema: self.ema.as_ref(), distill: self.distiller.as_ref().map(|d| &d.params), state: &self.state };
+        checkpoint::save_checkpoint(&self.out, &self.files, &self.predictor.model.params, &run)?;
         let svg = curve_svg(&self.metrics.records()?);
         write_atomic(self.out.join(CURVE_FILE), svg.as_bytes())
     }
@@ -361,7 +403,8 @@ fn write_initial_checkpoint(config: &TrainConfig, out: &Path) -> Result<()> {
     let model = Predictor::load(&base)?.model;
     let hyper = GlinerGroupHyper { encoder_lr: 0.0, encoder_weight_decay: 0.0, head_lr: 0.0, head_weight_decay: 0.0 };
     let opt = AdamW::new(gliner_param_groups(&model.params, &hyper), AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8 })?;
-    checkpoint::save_checkpoint(out, &files, &model.params, &opt, None, &TrainerState { step: 0, best_f1: None, best_step: None })?;
+    let state = TrainerState { step: 0, best_f1: None, best_step: None };
+    checkpoint::save_checkpoint(out, &files, &model.params, &RunState { opt: &opt, ema: None, distill: None, state: &state })?;
     if config.init.is_none() {
         std::fs::remove_dir_all(&base).map_err(|e| Error::file(&base, e))?;
     }
