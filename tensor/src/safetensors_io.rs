@@ -222,6 +222,8 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().ok_or_else(|| Error::file(path, "not a file path"))?;
     let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
     let result = (|| -> std::io::Result<()> {
+        // Like `kogner train --out`: missing folders are made, not an error after the work is done.
+        std::fs::create_dir_all(dir)?;
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -270,6 +272,11 @@ mod tests {
         std::fs::write(dir.join("bad.safetensors"), b"garbage").unwrap();
         let e = SafeTensorsFile::open(dir.join("bad.safetensors")).err().unwrap().to_string();
         assert!(e.contains("not a valid safetensors file"), "{e}");
+        // Missing parent folders are created; a file in the way is an error naming the path.
+        save(dir.join("new/deeper/t.safetensors"), &[("a", &a)], None).unwrap();
+        assert_eq!(SafeTensorsFile::open(dir.join("new/deeper/t.safetensors")).unwrap().get("a").unwrap().to_vec::<f32>().unwrap(), a.to_vec::<f32>().unwrap());
+        let e = save(dir.join("bad.safetensors/t.safetensors"), &[("a", &a)], None).unwrap_err().to_string();
+        assert!(e.contains("bad.safetensors/t.safetensors"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
