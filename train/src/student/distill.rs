@@ -26,6 +26,7 @@ use kogner_tensor::{Error, Result, Tensor};
 
 use super::config::TrainConfig;
 use super::sampler::mix;
+use super::targets::span_slot;
 use crate::data::Example;
 use crate::kg::{KnowledgeGraph, Node};
 use crate::teacher::export::TeacherEmbeddings;
@@ -120,16 +121,11 @@ impl Distiller {
     /// The linked spans of a batch of `examples` that the batch represents
     /// (narrower than K, inside the kept words).
     pub fn links(&self, batch: &GlinerBatch, examples: &[&Example]) -> Links {
-        let (w, k) = (batch.num_words, batch.max_width);
         let mut links = Links { spans: Vec::new(), nodes: Vec::new() };
         for (b, ex) in examples.iter().enumerate().take(batch.batch_size) {
             for (i, &(s, e, _)) in ex.spans.iter().enumerate() {
-                if e < s || e - s >= k || e >= batch.text_lengths[b] {
-                    continue;
-                }
-                let flat = (b * w + s) * k + (e - s);
-                if let (true, Some(node)) = (batch.span_mask[flat], self.node(ex, i)) {
-                    links.spans.push(flat as i64);
+                if let (Some(slot), Some(node)) = (span_slot(batch, b, s, e), self.node(ex, i)) {
+                    links.spans.push(slot as i64);
                     links.nodes.push(node as i64);
                 }
             }

@@ -12,15 +12,20 @@ pub fn span_targets(batch: &GlinerBatch, spans: &[&[(usize, usize, String)]]) ->
     let mut t = vec![0f32; b * w * k * c];
     for (bi, example) in spans.iter().enumerate().take(b) {
         for (s, e, label) in example.iter() {
-            let (s, e) = (*s, *e);
             let Some(ci) = batch.labels[bi].iter().position(|l| l == label) else { continue };
-            if e < s || e - s >= k || e >= batch.text_lengths[bi] {
-                continue;
-            }
-            t[((bi * w + s) * k + (e - s)) * c + ci] = 1.0;
+            let Some(slot) = span_slot(batch, bi, *s, *e) else { continue };
+            t[slot * c + ci] = 1.0;
         }
     }
     Tensor::from_vec(t, &[b, w, k, c])
+}
+
+/// The flat `[B·W·K]` slot of span (first word `s`, last word `e`) of
+/// example `b`, or None when the batch does not represent it: wider than K
+/// or past the words the batch kept (GLiNER's collator ignores those).
+pub fn span_slot(batch: &GlinerBatch, b: usize, s: usize, e: usize) -> Option<usize> {
+    let k = batch.max_width;
+    (s <= e && e - s < k && e < batch.text_lengths[b]).then(|| (b * batch.num_words + s) * k + (e - s))
 }
 
 /// Which (span, class) logits the loss sees, `[B, W, K, C]`: valid spans ×
