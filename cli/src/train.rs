@@ -209,7 +209,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         cfg.grad_accum,
         if trainer.state.step > 0 { format!(", resuming after step {}", trainer.state.step) } else { String::new() }
     );
-    if let Some((linked, total)) = trainer.distill_coverage() {
+    if let Some((linked, total)) = trainer.distill_coverage {
         eprintln!("distilling from {}: {linked} of {total} training mentions linked to a KG node", cfg.teacher.as_ref().map_or(String::new(), |p| p.display().to_string()));
     }
     let bar = ProgressBar::new(cfg.steps as u64).with_position(trainer.state.step as u64);

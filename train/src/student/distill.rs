@@ -22,7 +22,7 @@ use kogner_models::builder::{open_weights, ParamBuilder};
 use kogner_models::gliner::processor::GlinerBatch;
 use kogner_models::gliner::words::{split_words, Word};
 use kogner_models::teacher::distill::{DistillConfig, DistillHeads};
-use kogner_tensor::{Error, Result, Tensor};
+use kogner_tensor::{Result, Tensor};
 
 use super::config::TrainConfig;
 use super::sampler::mix;
@@ -57,12 +57,11 @@ pub struct Links {
 }
 
 impl Distiller {
-    /// The teacher of `config.teacher` and heads for span width `span_dim`:
-    /// seeded fresh heads when `weights` is None (step 0), else those saved
-    /// in that file.
-    pub fn new(config: &TrainConfig, span_dim: usize, weights: Option<&Path>) -> Result<Distiller> {
-        let path = config.teacher.as_deref().ok_or_else(|| Error::Msg("distillation needs a teacher file".into()))?;
-        let teacher = TeacherEmbeddings::load(path)?;
+    /// The teacher file `teacher` and heads for span width `span_dim` (the
+    /// other settings from `config`): seeded fresh heads when `weights` is
+    /// None (step 0), else those saved in that file.
+    pub fn new(config: &TrainConfig, teacher: &Path, span_dim: usize, weights: Option<&Path>) -> Result<Distiller> {
+        let teacher = TeacherEmbeddings::load(teacher)?;
         let h = teacher.h()?;
         let builder = match weights {
             None => ParamBuilder::random(mix(config.seed, INIT_STREAM, 0)),

@@ -72,6 +72,9 @@ pub struct Trainer {
     files: ModelFiles,
     /// KoGNER's distillation heads and teacher, when the run distils.
     distiller: Option<Distiller>,
+    /// (linked, total) training mentions when the run distils (linked: to a
+    /// teacher node, by concept id or name).
+    pub distill_coverage: Option<(usize, usize)>,
     /// What the optimiser updates: the model's parameters (+ the distillation heads').
     train_params: ParamStore,
     opt: AdamW,
@@ -148,15 +151,16 @@ impl Trainer {
             head_lr: config.lr_head,
             head_weight_decay: config.weight_decay_head,
         };
-        let distiller = match &config.teacher {
-            None => None,
+        let (distiller, distill_coverage) = match &config.teacher {
+            None => (None, None),
             Some(teacher) => {
                 let saved = checkpoint::distill_file(&ckpt);
-                let d = Distiller::new(&config, predictor.model.head.hidden, (state.step > 0).then_some(saved.as_path()))?;
-                if d.coverage(&conv.examples).0 == 0 {
+                let d = Distiller::new(&config, teacher, predictor.model.head.hidden, (state.step > 0).then_some(saved.as_path()))?;
+                let coverage = d.coverage(&conv.examples);
+                if coverage.0 == 0 {
                     return Err(Error::file(teacher, format!("no training mention of {} links to a teacher node, so there is nothing to distil (IOB and brat corpora carry no concept ids: give the teacher's KG with --teacher-kg to link mentions by name)", train_path.display())));
                 }
-                Some(d)
+                (Some(d), Some(coverage))
             }
         };
         let mut train_params = predictor.model.params.clone();
@@ -191,6 +195,7 @@ impl Trainer {
             predictor,
             files,
             distiller,
+            distill_coverage,
             train_params,
             opt,
             ema,
@@ -207,12 +212,6 @@ impl Trainer {
 
     pub fn num_examples(&self) -> usize {
         self.examples.len()
-    }
-
-    /// (linked, total) training mentions when the run distils (linked: to a
-    /// teacher node, by concept id or name).
-    pub fn distill_coverage(&self) -> Option<(usize, usize)> {
-        self.distiller.as_ref().map(|d| d.coverage(&self.examples))
     }
 
     pub fn labels(&self) -> &[String] {
