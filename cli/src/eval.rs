@@ -66,8 +66,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (None, None, _) => anyhow::bail!("--labels is required: TAG=label,... for {}", args.data.display()),
     };
     let map = label_map(&spec)?;
-    let (docs, sentence_level) = read_corpus(&args.data, format, args.exclude_ids.as_deref())?;
-    let by_sentence = !sentence_level && !args.whole_documents;
+    let (docs, pre_split) = read_corpus(&args.data, format, args.exclude_ids.as_deref())?;
+    let by_sentence = !pre_split && !args.whole_documents;
     let labels = prompt_labels(&map, &docs)?;
     let predictor = Predictor::load_ensemble_for_inference(&args.model)?;
     let mode = if args.nested { DecodeMode::NESTED } else { DecodeMode::FLAT };

@@ -322,3 +322,30 @@ fn a_distilling_run_adds_the_weighted_kg_loss_and_resumes_with_the_same_losses()
     assert!(!bad.status.success() && stderr.contains("bad.safetensors"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// GLiNER JSON records are GLiNER's training examples: `kogner train` takes
+/// each whole (as GLiNER does), not cut into sentences like a PubTator
+/// abstract, whatever `--context` says.
+#[test]
+fn gliner_json_records_train_whole() {
+    let dir = scratch("gliner-json");
+    let corpus = dir.join("train.json");
+    let two_sentences = r#"{"tokenized_text": ["Ataxia", "telangiectasia", "is", "rare", ".", "The", "ATM", "gene", "causes", "it", "."], "ner": [[0, 1, "disease"]]}"#;
+    let one_sentence = r#"{"tokenized_text": ["Breast", "cancer", "is", "common", "."], "ner": [[0, 1, "disease"]]}"#;
+    std::fs::write(&corpus, format!("[{two_sentences}, {one_sentence}]")).unwrap();
+    let out = Command::new(KOGNER)
+        .args(["train", "--train-format", "gliner", "--steps", "1", "--batch-size", "2", "--max-width", "6"])
+        .arg("--train")
+        .arg(&corpus)
+        .arg("--init")
+        .arg(shared().join("fixtures/gliner/deberta-tiny"))
+        .arg("--out")
+        .arg(dir.join("run"))
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("training on 2 examples"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

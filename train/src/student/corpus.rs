@@ -36,21 +36,26 @@ impl FromStr for Format {
 }
 
 /// Read the documents of `path` (a file; a folder for brat), dropping those
-/// whose ids are listed in `exclude_ids` (one id per line), and whether
-/// every document is a single sentence (IOB files without document
-/// boundaries), which training and evaluation must not cut further.
+/// whose ids are listed in `exclude_ids` (one id per line), and whether the
+/// documents are already examples, which training and evaluation must not
+/// cut into sentences: the sentences of IOB files without document
+/// boundaries, and GLiNER JSON records (GLiNER trains on each record whole;
+/// only a record over `max_len` words is cut).
 pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>) -> Result<(Vec<Document>, bool)> {
     let err = |e: data::DataError| Error::Msg(e.to_string());
-    let mut sentence_level = false;
+    let mut pre_split = false;
     let docs = match format {
         Format::Iob => {
             let corpus = data::iob::read_iob(path).map_err(err)?;
-            sentence_level = corpus.sentence_level;
+            pre_split = corpus.sentence_level;
             corpus.documents
         }
         Format::Pubtator => data::pubtator::read_pubtator(path).map_err(err)?,
         Format::Brat => data::brat::read_brat_dir(path).map_err(err)?,
-        Format::Gliner => data::gliner_json::read_gliner_json(path).map_err(err)?,
+        Format::Gliner => {
+            pre_split = true;
+            data::gliner_json::read_gliner_json(path).map_err(err)?
+        }
     };
     let docs = match exclude_ids {
         Some(list) => {
@@ -62,7 +67,7 @@ pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>) -> R
     if docs.is_empty() {
         return Err(Error::file(path, "no documents"));
     }
-    Ok((docs, sentence_level))
+    Ok((docs, pre_split))
 }
 
 /// `TAG=label,...`, or the name of a corpus with a default map

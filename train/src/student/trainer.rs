@@ -131,16 +131,16 @@ impl Trainer {
         let map = label_map(config.labels.as_deref().unwrap_or(&config.train_format))?;
         let format: Format = config.train_format.parse()?;
         let train_path = config.train.clone().expect("validated");
-        let (docs, sentence_level) = read_corpus(&train_path, format, config.train_exclude_ids.as_deref())?;
+        let (docs, pre_split) = read_corpus(&train_path, format, config.train_exclude_ids.as_deref())?;
         let labels = prompt_labels(&map, &docs)?;
         let by_sentence = config.context == "sentence";
-        let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: !sentence_level && by_sentence, split_at_mentions: config.split_at_mentions })
+        let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: !pre_split && by_sentence, split_at_mentions: config.split_at_mentions })
             .map_err(|e| Error::Msg(format!("{}: {e}", train_path.display())))?;
         if conv.examples.is_empty() {
             return Err(Error::file(&train_path, "no training examples (no document has words)"));
         }
         write_unmapped(&out.join(UNMAPPED_FILE), &conv.unmapped)?;
-        let (dev, dev_sentence_level) = match &config.dev {
+        let (dev, dev_pre_split) = match &config.dev {
             Some(p) => read_corpus(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None)?,
             None => (Vec::new(), true),
         };
@@ -202,7 +202,7 @@ impl Trainer {
             labels,
             map,
             dev,
-            dev_by_sentence: !dev_sentence_level && by_sentence,
+            dev_by_sentence: !dev_pre_split && by_sentence,
             sampling,
             state,
             metrics,
