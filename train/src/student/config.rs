@@ -212,6 +212,10 @@ impl TrainConfig {
             (Some(_), Some(_)) => return bad("init", "give either `encoder` or `init`, not both".into()),
             _ => {}
         }
+        if self.teacher.is_none() && (self.teacher_kg.is_some() || self.freeze_mlp_dist) {
+            let field = if self.teacher_kg.is_some() { "teacher_kg" } else { "freeze_mlp_dist" };
+            return bad(field, "applies only when distilling: give the teacher file (`teacher`) too".into());
+        }
         for (field, v) in [("steps", self.steps), ("batch_size", self.batch_size), ("grad_accum", self.grad_accum), ("max_width", self.max_width), ("max_len", self.max_len), ("eval_batch_size", self.eval_batch_size), ("max_types", self.max_types), ("distill_hidden", self.distill_hidden), ("distill_dim", self.distill_dim)] {
             if v == 0 {
                 return bad(field, "must be at least 1".into());
@@ -309,6 +313,8 @@ mod tests {
         assert!(err(("scheduler", Value::from("step"))).contains("scheduler"));
         assert!(err(("ema_decay", Value::from(1.0))).contains("ema_decay"));
         assert!(err(("init", Value::from("g"))).contains("either"));
+        assert!(err(("teacher_kg", Value::from("kg"))).contains("`teacher_kg`: applies only when distilling"));
+        assert!(err(("freeze_mlp_dist", Value::from(true))).contains("`freeze_mlp_dist`: applies only when distilling"));
         assert!(TrainConfig::from_value(settings(&base[..2]), "flags").unwrap_err().to_string().contains("encoder"));
         std::fs::write(&path, "steps = [").unwrap();
         assert!(TrainConfig::file_value(&path).unwrap_err().to_string().contains("run.toml"));
