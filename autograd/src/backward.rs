@@ -53,26 +53,27 @@ impl Grads {
         Ok(())
     }
 
-    /// Global L2 norm over all gradients (computed in f64).
+    /// Global L2 norm over all gradients (computed in f64, added in the
+    /// leaves' creation order so a run's clipping is the same every time).
     pub fn global_norm(&self) -> Result<f64> {
+        let mut ids: Vec<&VarId> = self.map.keys().collect();
+        ids.sort_unstable();
         let mut acc = 0.0f64;
-        for g in self.map.values() {
-            acc += g.sum_squares_f64()?;
+        for id in ids {
+            acc += self.map[id].sum_squares_f64()?;
         }
         Ok(acc.sqrt())
     }
 }
 
 fn accumulate(map: &mut HashMap<VarId, Tensor>, id: VarId, g: Tensor) -> Result<()> {
-    match map.remove(&id) {
-        Some(prev) => {
-            map.insert(id, prev.add(&g)?);
-        }
+    match map.get_mut(&id) {
+        Some(prev) => prev.add_assign(&g),
         None => {
             map.insert(id, g);
+            Ok(())
         }
     }
-    Ok(())
 }
 
 impl Var {

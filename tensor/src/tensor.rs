@@ -188,22 +188,62 @@ impl Tensor {
         })
     }
 
-    /// Folds `f` over every element as f64, in element order, reading a
-    /// contiguous f32/f64 tensor in place (other dtypes are converted
-    /// first): whole-model gradient checks without an f64 copy of each.
-    pub fn fold_f64<A>(&self, init: A, mut f: impl FnMut(A, f64) -> A) -> Result<A> {
-        let t = self.contiguous()?;
-        Ok(match t.dtype() {
-            DType::F32 => t.as_slice::<f32>()?.iter().fold(init, |acc, &v| f(acc, v as f64)),
-            DType::F64 => t.as_slice::<f64>()?.iter().fold(init, |acc, &v| f(acc, v)),
-            _ => t.to_f64_vec()?.into_iter().fold(init, f),
-        })
+    /// Σ x² over all elements, each square and the sums in f64. A contiguous
+    /// f32/f64 tensor is read in place (others are converted first), in
+    /// chunks summed in parallel, the chunk sums added in order: the same
+    /// number whatever the thread count (a gradient norm each step).
+    pub fn sum_squares_f64(&self) -> Result<f64> {
+        fn squares<T: Copy + Into<f64>>(c: &[T]) -> f64 {
+            // Eight running sums let the compiler vectorise the loop.
+            let mut lanes = [0f64; 8];
+            let mut eights = c.chunks_exact(8);
+            for x in &mut eights {
+                for (l, &v) in lanes.iter_mut().zip(x) {
+                    let v: f64 = v.into();
+                    *l += v * v;
+                }
+            }
+            let rest: f64 = eights.remainder().iter().map(|&v| v.into() * v.into()).sum();
+            lanes.iter().sum::<f64>() + rest
+        }
+        Ok(self.reduce_chunks(squares::<f32>, squares::<f64>)?.into_iter().sum())
     }
 
-    /// Σ x² over all elements, each square and the running sum in f64, in
-    /// element order: the same number as summing `to_f64_vec()`'s squares.
-    pub fn sum_squares_f64(&self) -> Result<f64> {
-        self.fold_f64(0.0, |acc, v| acc + v * v)
+    /// Whether no element is NaN or infinite (chunks checked in parallel).
+    pub fn all_finite(&self) -> Result<bool> {
+        fn finite<T: kogner_kernels::Float>(c: &[T]) -> bool {
+            // x·0 is NaN exactly for NaN and ±∞, and a NaN stays in the sum.
+            let mut lanes = [T::ZERO; 8];
+            let mut eights = c.chunks_exact(8);
+            for x in &mut eights {
+                for (l, &v) in lanes.iter_mut().zip(x) {
+                    *l += v * T::ZERO;
+                }
+            }
+            lanes.iter().chain(eights.remainder()).all(|v| v.is_finite())
+        }
+        Ok(self.reduce_chunks(finite::<f32>, finite::<f64>)?.into_iter().all(|ok| ok))
+    }
+
+    /// `f32_chunk` / `f64_chunk` of each fixed-size chunk of the elements
+    /// (in element order; in parallel when there are several), reading a
+    /// contiguous f32/f64 tensor in place and converting others to f64.
+    fn reduce_chunks<R: Send>(&self, f32_chunk: impl Fn(&[f32]) -> R + Sync, f64_chunk: impl Fn(&[f64]) -> R + Sync) -> Result<Vec<R>> {
+        use rayon::prelude::*;
+        // Fixed, not per thread, so the results do not depend on the thread count.
+        const CHUNK: usize = 1 << 16;
+        fn chunks<T: Sync, R: Send>(data: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+            if data.len() <= CHUNK {
+                return vec![f(data)];
+            }
+            data.par_chunks(CHUNK).map(&f).collect()
+        }
+        let t = self.contiguous()?;
+        Ok(match t.dtype() {
+            DType::F32 => chunks(t.as_slice::<f32>()?, f32_chunk),
+            DType::F64 => chunks(t.as_slice::<f64>()?, f64_chunk),
+            _ => chunks(&t.to_f64_vec()?, f64_chunk),
+        })
     }
 
     /// The single value of a one-element tensor, as f64.
@@ -420,15 +460,17 @@ mod tests {
 
     #[test]
     fn sum_of_squares_and_finiteness_without_copies() {
+        let close = |a: f64, b: f64| assert!((a - b).abs() <= 1e-14 * b.abs(), "{a} vs {b}");
         let vals: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.37).collect();
         let t = Tensor::from_vec(vals.clone(), &[37]).unwrap();
         let want: f64 = vals.iter().map(|&v| v as f64 * v as f64).sum();
-        assert_eq!(t.sum_squares_f64().unwrap(), want);
-        // A strided view: the elements it shows, in its order.
+        close(t.sum_squares_f64().unwrap(), want);
+        // A strided view: the elements it shows.
         let m = Tensor::from_vec(vals[..36].to_vec(), &[6, 6]).unwrap().transpose(0, 1).unwrap();
         let seen: f64 = m.to_f64_vec().unwrap().iter().map(|v| v * v).sum();
-        assert_eq!(m.sum_squares_f64().unwrap(), seen);
-        assert_eq!(t.to_dtype(DType::BF16).unwrap().sum_squares_f64().unwrap(), t.to_dtype(DType::BF16).unwrap().to_f64_vec().unwrap().iter().map(|v| v * v).sum::<f64>());
+        close(m.sum_squares_f64().unwrap(), seen);
+        let b16 = t.to_dtype(DType::BF16).unwrap();
+        close(b16.sum_squares_f64().unwrap(), b16.to_f64_vec().unwrap().iter().map(|v| v * v).sum::<f64>());
         assert!(t.all_finite().unwrap() && m.all_finite().unwrap());
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let mut v = vals.clone();
@@ -436,6 +478,31 @@ mod tests {
             let b = Tensor::from_vec(v, &[37]).unwrap();
             assert!(!b.all_finite().unwrap());
             assert!(!b.to_dtype(DType::F64).unwrap().all_finite().unwrap());
+            assert!(!b.to_dtype(DType::F16).unwrap().all_finite().unwrap());
+        }
+    }
+
+    #[test]
+    fn chunked_reductions_match_an_f64_sum_and_ignore_the_thread_count() {
+        // Several chunks and a ragged tail; a non-finite value in the last chunk's tail.
+        let n = 3 * 65536 + 13;
+        let mut rng = crate::Rng::new(5);
+        let vals: Vec<f32> = (0..n).map(|_| rng.normal() as f32 * 3.0).collect();
+        let t = Tensor::from_vec(vals.clone(), &[n]).unwrap();
+        let want: f64 = vals.iter().map(|&v| v as f64 * v as f64).sum();
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| (t.sum_squares_f64().unwrap(), t.to_dtype(DType::F64).unwrap().sum_squares_f64().unwrap()))
+        };
+        let (one, four) = (on(1), on(4));
+        assert_eq!(one.0.to_bits(), four.0.to_bits());
+        assert_eq!(one.1.to_bits(), four.1.to_bits());
+        assert!((one.0 - want).abs() <= 1e-12 * want, "{} vs {want}", one.0);
+        assert!(t.all_finite().unwrap());
+        for at in [0, 65536 * 2 + 7, n - 1] {
+            let mut v = vals.clone();
+            v[at] = f32::NAN;
+            assert!(!Tensor::from_vec(v, &[n]).unwrap().all_finite().unwrap(), "NaN at {at}");
         }
     }
 }

@@ -91,11 +91,11 @@ impl Var {
         if !Var::needs_grad(&[self]) {
             return Ok(Var::constant(y));
         }
-        let (shape, dtype) = (w.shape().to_vec(), w.dtype());
+        let shape = w.shape().to_vec();
         let flat = ids.reshape(&[ids.numel()])?;
         Ok(Var::from_op("embedding", y, &[self], Box::new(move |g| {
             let rows = g.reshape(&[flat.numel(), shape[1]])?;
-            Ok(vec![Some(Tensor::zeros(&shape, dtype).index_add(0, &flat, &rows)?)])
+            Ok(vec![Some(Tensor::index_add_to_zeros(&shape, 0, &flat, &rows)?)])
         })))
     }
 }

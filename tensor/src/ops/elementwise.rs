@@ -182,11 +182,31 @@ impl Tensor {
     pub fn minimum(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(rhs, BinaryOp::Minimum)
     }
+}
 
-    /// Whether every element is finite (no NaN / inf), read in place
-    /// (optimisers check whole gradients).
-    pub fn all_finite(&self) -> Result<bool> {
-        self.fold_f64(true, |ok, v| ok && v.is_finite())
+impl Tensor {
+    /// `self += rhs` in place (same shape and dtype, `rhs` any layout):
+    /// summing gradients without a new buffer each time. Like every write
+    /// through [`Tensor::data_mut`], a storage shared with another tensor is
+    /// copied first, so no other tensor sees the change.
+    pub fn add_assign(&mut self, rhs: &Tensor) -> Result<()> {
+        if self.shape() != rhs.shape() {
+            return Err(Error::ShapeMismatch { op: "add_assign", lhs: self.shape().to_vec(), rhs: rhs.shape().to_vec() });
+        }
+        if self.dtype() != rhs.dtype() {
+            return Err(Error::DTypeMismatch { op: "add_assign", lhs: self.dtype(), rhs: rhs.dtype() });
+        }
+        let rhs = rhs.contiguous()?;
+        with_float_dtype!(self.dtype(), "add_assign", T => {
+            let src = rhs.as_slice::<T>()?;
+            par_chunks_mut(self.data_mut::<T>()?, |off, o| {
+                let n = o.len();
+                for (d, &s) in o.iter_mut().zip(&src[off..off + n]) {
+                    *d += s;
+                }
+            });
+        });
+        Ok(())
     }
 }
 
@@ -289,6 +309,24 @@ mod tests {
         assert_eq!(at.mul(&d).unwrap().to_vec::<f32>().unwrap(), vec![0., -3., 1., -4., 2., -5.]);
         assert!(a.add(&Tensor::zeros(&[4], DType::F32)).is_err());
         assert!(a.add(&Tensor::zeros(&[3], DType::F64)).is_err());
+    }
+
+    #[test]
+    fn add_assign_adds_in_place_and_never_into_a_shared_storage() {
+        let a = Tensor::from_vec((0..6).map(|v| v as f32).collect(), &[2, 3]).unwrap();
+        let b = Tensor::from_vec((0..6).map(|v| 10.0 * v as f32).collect(), &[3, 2]).unwrap().t().unwrap();
+        let mut sum = a.clone();
+        sum.add_assign(&b).unwrap();
+        assert_eq!(sum.to_vec::<f32>().unwrap(), a.add(&b).unwrap().to_vec::<f32>().unwrap());
+        assert_eq!(a.to_vec::<f32>().unwrap(), vec![0., 1., 2., 3., 4., 5.], "the clone shared a's storage");
+        // Large enough for the parallel chunks: the same as add.
+        let n = 100_003;
+        let x = Tensor::from_vec((0..n).map(|v| (v % 97) as f64 * 0.5).collect(), &[n]).unwrap();
+        let mut y = Tensor::ones(&[n], DType::F64);
+        y.add_assign(&x).unwrap();
+        assert_eq!(y.to_vec::<f64>().unwrap(), x.add_scalar(1.0).unwrap().to_vec::<f64>().unwrap());
+        assert!(sum.add_assign(&Tensor::zeros(&[3], DType::F32)).is_err(), "no broadcasting");
+        assert!(sum.add_assign(&a.to_dtype(DType::F64).unwrap()).is_err());
     }
 
     #[test]

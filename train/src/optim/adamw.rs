@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use kogner_autograd::{Grads, ParamStore};
+use rayon::prelude::*;
 use kogner_kernels::Float;
 use kogner_tensor::safetensors_io::{self, SafeTensorsFile};
 use kogner_tensor::{with_float_dtype, DType, Error, FloatElement, Result, Tensor};
@@ -99,6 +100,14 @@ impl AdamW {
     /// Every gradient is checked (shape, dtype, finite values) before any
     /// parameter changes, so an error leaves parameters and state untouched.
     pub fn step(&mut self, params: &ParamStore, grads: &Grads, lr_factor: f64) -> Result<()> {
+        self.step_scaled(params, grads, lr_factor, 1.0)
+    }
+
+    /// [`step`](Self::step) with every gradient multiplied by `grad_scale`
+    /// first (as `g · s` in the gradient's dtype: bit for bit a step on
+    /// gradients scaled beforehand, e.g. by [`clip_coef`](super::clip_coef)'s
+    /// factor, without a pass that writes them).
+    pub fn step_scaled(&mut self, params: &ParamStore, grads: &Grads, lr_factor: f64, grad_scale: f64) -> Result<()> {
         if !(lr_factor >= 0.0 && lr_factor.is_finite()) {
             return Err(err(format!("learning-rate factor must be a finite number ≥ 0, got {lr_factor}")));
         }
@@ -132,11 +141,12 @@ impl AdamW {
             st.step += 1;
             let h = Hyper::new(&cfg, lr, wd, st.step);
             var.update_value(|p| {
-                with_float_dtype!(p.dtype(), "AdamW", T => update::<T>(
+                with_float_dtype!(p.dtype(), "AdamW", T => update_par::<T>(
                     p.data_mut::<T>()?,
                     g.as_slice::<T>()?,
                     st.exp_avg.data_mut::<T>()?,
                     st.exp_avg_sq.data_mut::<T>()?,
+                    T::from_f64(grad_scale),
                     &h,
                 ));
                 Ok(())
@@ -220,7 +230,21 @@ impl Hyper {
     }
 }
 
-fn update<T: FloatElement>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &Hyper) {
+/// [`update`] over chunks of the parameter in parallel (each element's
+/// update is independent, so the thread count changes nothing).
+fn update_par<T: FloatElement>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], grad_scale: T, h: &Hyper) {
+    const CHUNK: usize = 1 << 15;
+    if p.len() <= CHUNK {
+        return update(p, g, m, v, grad_scale, h);
+    }
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| update(p, g, m, v, grad_scale, h));
+}
+
+fn update<T: FloatElement>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], grad_scale: T, h: &Hyper) {
     let w = T::from_f64(h.lerp_w);
     let one_minus_w = T::ONE - w;
     let small_w = h.lerp_w.abs() < 0.5;
@@ -228,7 +252,7 @@ fn update<T: FloatElement>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &H
     let (bc2s, eps, neg_step) = (T::from_f64(h.bc2_sqrt), T::from_f64(h.eps), T::from_f64(h.neg_step_size));
     let decay = h.decay.map(T::from_f64);
     for i in 0..p.len() {
-        let gi = g[i];
+        let gi = g[i] * grad_scale;
         let mut pi = p[i];
         if let Some(d) = decay {
             pi *= d;
@@ -314,6 +338,40 @@ mod tests {
         let missing = vec![ParamGroup { name: "a".into(), lr: 0.1, weight_decay: 0.0, params: vec!["nope".into()] }];
         let e = AdamW::new(missing, AdamWConfig::default()).unwrap().step(&ps, &Grads::default(), 1.0).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    /// A step on gradients scaled in the update equals a step on gradients
+    /// scaled beforehand (clip_grad_norm), bit for bit, whatever the thread
+    /// count, for a parameter spread over several parallel chunks.
+    #[test]
+    fn scaled_step_equals_a_step_on_clipped_gradients_on_any_thread_count() {
+        let n = 3 * (1 << 15) + 5;
+        let mut rng = kogner_tensor::Rng::new(9);
+        let w: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+        let g: Vec<f32> = (0..n).map(|_| rng.normal() as f32 * 0.1).collect();
+        let groups = || vec![ParamGroup { name: "a".into(), lr: 0.01, weight_decay: 0.1, params: vec!["w".into(), "b".into()] }];
+        let run = |threads: usize, fused: bool| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let ps = store(&w);
+                let mut opt = AdamW::new(groups(), AdamWConfig::default()).unwrap();
+                for _ in 0..2 {
+                    let mut grads = grads_for(&ps, &g);
+                    if fused {
+                        let clip = crate::optim::clip_coef(&grads, 1.0).unwrap();
+                        assert!(clip.coef < 1.0);
+                        opt.step_scaled(&ps, &grads, 1.0, clip.coef).unwrap();
+                    } else {
+                        crate::optim::clip_grad_norm(&mut grads, 1.0).unwrap();
+                        opt.step(&ps, &grads, 1.0).unwrap();
+                    }
+                }
+                ps.var("w").unwrap().value().to_vec::<f32>().unwrap()
+            })
+        };
+        let want = run(1, false);
+        assert_ne!(want, w);
+        assert!(run(1, true) == want && run(3, true) == want && run(3, false) == want);
     }
 
     /// Two steps straight equal one step, save, load into a fresh optimiser, one step.

@@ -19,6 +19,15 @@ pub struct ClipStats {
 /// Errors when `max_norm` is not positive or the norm is NaN or infinite
 /// (one bad batch would otherwise poison every weight).
 pub fn clip_grad_norm(grads: &mut Grads, max_norm: f64) -> Result<ClipStats> {
+    let stats = clip_coef(grads, max_norm)?;
+    grads.scale(stats.coef)?;
+    Ok(stats)
+}
+
+/// [`clip_grad_norm`]'s norm and factor without scaling the gradients: the
+/// caller applies the factor where it reads them anyway
+/// ([`AdamW::step_scaled`](super::AdamW::step_scaled)).
+pub fn clip_coef(grads: &Grads, max_norm: f64) -> Result<ClipStats> {
     if !(max_norm > 0.0 && max_norm.is_finite()) {
         return Err(Error::Msg(format!("clip_grad_norm: max_norm must be a positive number, got {max_norm}")));
     }
@@ -33,7 +42,6 @@ pub fn clip_grad_norm(grads: &mut Grads, max_norm: f64) -> Result<ClipStats> {
     } else {
         (total, (max_norm / (total + 1e-6)).min(1.0))
     };
-    grads.scale(coef)?;
     Ok(ClipStats { total_norm, coef })
 }
 

@@ -56,6 +56,15 @@ pub struct Links {
     nodes: Vec<i64>,
 }
 
+impl Links {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
 impl Distiller {
     /// The teacher file `teacher` and heads for span width `span_dim` (the
     /// other settings from `config`): seeded fresh heads when `weights` is
@@ -133,8 +142,10 @@ impl Distiller {
     }
 
     /// (bce_weight · `gliner_loss` + distill_weight · L_dist, L_dist) over
-    /// `links`; `span_reps` [B, W, K, D]. L_dist is 0 for a batch without links.
-    pub fn loss(&self, gliner_loss: &Var, span_reps: &Var, links: &Links) -> Result<(Var, f64)> {
+    /// `links`; `span_reps` [B, W, K, D]. L_dist is 0 for a batch without
+    /// links. For a shard of a batch, `all_links` is the whole batch's count:
+    /// L_dist is then this shard's part of the batch's mean.
+    pub fn loss(&self, gliner_loss: &Var, span_reps: &Var, links: &Links, all_links: usize) -> Result<(Var, f64)> {
         let weighted = gliner_loss.mul_scalar(self.bce_weight)?;
         if links.spans.is_empty() {
             return Ok((weighted, 0.0));
@@ -143,7 +154,10 @@ impl Distiller {
         let n = links.spans.len();
         let rows = span_reps.reshape(&[span_reps.value().numel() / d, d])?.index_select(0, &Tensor::from_vec(links.spans.clone(), &[n])?)?;
         let teacher = Var::constant(self.teacher.index_select(0, &Tensor::from_vec(links.nodes.clone(), &[n])?)?);
-        let l_dist = self.heads.loss(&rows, &teacher)?;
+        let mut l_dist = self.heads.loss(&rows, &teacher)?;
+        if all_links != n {
+            l_dist = l_dist.mul_scalar(n as f64 / all_links as f64)?;
+        }
         Ok((weighted.add(&l_dist.mul_scalar(self.distill_weight)?)?, l_dist.value().to_scalar()?))
     }
 }

@@ -9,6 +9,7 @@ pub mod distill;
 pub mod evaluate;
 pub mod metrics;
 pub mod sampler;
+pub mod shards;
 pub mod targets;
 pub mod trainer;
 

@@ -16,6 +16,8 @@ pub fn mix(seed: u64, a: u64, b: u64) -> u64 {
 const ORDER_STREAM: u64 = 1;
 const LABEL_STREAM: u64 = 2;
 pub(crate) const DROPOUT_STREAM: u64 = 3;
+/// A data-parallel step's shard i > 0 draws its dropout masks from (its micro-batch's dropout seed, this, i).
+pub(crate) const SHARD_STREAM: u64 = 4;
 
 /// The example order: epoch e is a shuffle of 0..n seeded by (seed, e).
 /// With length grouping (Hugging Face's `group_by_length`), the shuffle

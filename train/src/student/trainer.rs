@@ -15,11 +15,11 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use kogner_autograd::ops::loss::{gliner_span_loss, Reduction};
-use kogner_autograd::ParamStore;
+use kogner_autograd::{Grads, ParamStore};
 use kogner_models::gliner::decode::DecodeMode;
 use kogner_models::gliner::init::{init_model, InitSources, Preset};
 use kogner_models::gliner::pipeline::{model_inputs, PredictOptions, Predictor};
-use kogner_models::gliner::processor::BatchItem;
+use kogner_models::gliner::processor::{BatchItem, GlinerBatch};
 use kogner_models::nn::Mode;
 use kogner_tensor::safetensors_io::write_atomic;
 use kogner_tensor::{Error, Result};
@@ -27,14 +27,15 @@ use kogner_tensor::{Error, Result};
 use super::checkpoint::{self, ModelFiles, RunState, TrainerState, CHECKPOINT};
 use super::config::TrainConfig;
 use super::corpus::{label_map, prompt_labels, read_corpus, Format};
-use super::distill::Distiller;
+use super::distill::{Distiller, Links};
 use super::evaluate::evaluate_model;
 use super::metrics::{curve_svg, MetricsLog};
-use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM};
+use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM, SHARD_STREAM};
+use super::shards::{partition, Shards};
 use super::targets::{loss_mask, span_targets};
 use crate::data::{to_examples, ConvertOptions, Document, Example, LabelMap, Unmapped};
 use crate::eval::EvalReport;
-use crate::optim::{clip_grad_norm, gliner_param_groups, AdamW, AdamWConfig, Ema, GlinerGroupHyper, GradAccumulator, Schedule};
+use crate::optim::{clip_coef, gliner_param_groups, AdamW, AdamWConfig, Ema, GlinerGroupHyper, GradAccumulator, Schedule};
 
 const CONFIG_FILE: &str = "train_config.json";
 const METRICS_FILE: &str = "metrics.jsonl";
@@ -92,6 +93,8 @@ pub struct Trainer {
     dev_by_sentence: bool,
     sampling: LabelSampling,
     order: ExampleOrder,
+    /// The threads a step's micro-batch is split over.
+    shards: Shards,
     pub state: TrainerState,
     metrics: MetricsLog,
     /// Steps this process ran (for the throughput clock).
@@ -188,6 +191,7 @@ impl Trainer {
             } else {
                 ExampleOrder::new(conv.examples.len(), config.seed)
             },
+            shards: Shards::new(rayon::current_num_threads(), config.batch_size)?,
             examples: conv.examples,
             unmapped: conv.unmapped,
             config,
@@ -281,58 +285,116 @@ impl Trainer {
     /// One optimiser step; returns the mean loss over micro-batches, the
     /// gradient norm, and (when distilling) the mean L_dist.
     fn train_step(&mut self) -> Result<(f64, f64, Option<f64>)> {
-        let cfg = &self.config;
-        let (bs, accum, step) = (cfg.batch_size, cfg.grad_accum, self.state.step);
-        let model = &self.predictor.model;
+        let (accum, step) = (self.config.grad_accum, self.state.step);
         let mut acc = GradAccumulator::new();
         let (mut loss_sum, mut l_dist_sum) = (0.0, 0.0);
         for micro in 0..accum {
-            let first = (step * accum + micro) * bs;
-            let positions: Vec<usize> = (first..first + bs).collect();
-            let chosen: Vec<&Example> = positions.iter().map(|&p| &self.examples[self.order.at(p)]).collect();
-            let labels: Vec<Vec<String>> = chosen
-                .iter()
-                .zip(&positions)
-                .map(|(ex, &p)| {
-                    let gold: Vec<&str> = ex.spans.iter().map(|s| s.2.as_str()).collect();
-                    example_labels(&self.labels, &gold, &self.sampling, cfg.seed, p)
-                })
-                .collect();
-            let items: Vec<BatchItem<'_>> = chosen.iter().zip(&labels).map(|(ex, l)| BatchItem { words: &ex.words, labels: l }).collect();
-            let batch = self.predictor.processor.encode(&items)?;
-            let spans: Vec<&[(usize, usize, String)]> = chosen.iter().map(|ex| ex.spans.as_slice()).collect();
-            let targets = span_targets(&batch, &spans)?;
-            let mask = loss_mask(&batch)?;
-            let (enc, head) = model_inputs(&batch)?;
-            let mode = Mode::training(mix(cfg.seed, DROPOUT_STREAM, (step * accum + micro) as u64));
-            let out = model.forward(&enc, &head, &mode)?;
-            let mut loss = gliner_span_loss(&out.head.logits, &targets, Some(&mask), self.reduction, cfg.focal())?;
-            if let Some(d) = &self.distiller {
-                let span_reps = out.head.span_reps.as_ref().ok_or_else(|| Error::Msg("distillation: the training forward formed no span representations".into()))?;
-                let (total, l_dist) = d.loss(&loss, span_reps, &d.links(&batch, &chosen))?;
-                loss = total;
-                l_dist_sum += l_dist;
-            }
-            let value = loss.value().to_scalar()?;
-            if !value.is_finite() {
-                return Err(Error::Msg(format!(
-                    "step {}: the loss is {value}; stopping (lower the learning rates, or check the batch's data)",
-                    step + 1
-                )));
-            }
-            loss_sum += value;
-            acc.add(loss.backward()?)?;
+            let index = step * accum + micro;
+            let bs = self.config.batch_size;
+            let picked: Vec<usize> = (index * bs..(index + 1) * bs).map(|p| self.order.at(p)).collect();
+            let (grads, loss, l_dist) = self.micro_batch_grads(index, &picked)?;
+            loss_sum += loss;
+            l_dist_sum += l_dist;
+            acc.add(grads)?;
         }
-        let mut grads = acc.take_mean()?;
-        let max_norm = if cfg.max_grad_norm > 0.0 { cfg.max_grad_norm } else { f64::MAX };
-        let clip = clip_grad_norm(&mut grads, max_norm).map_err(|e| Error::Msg(format!("step {}: {e}", step + 1)))?;
-        self.opt.step(&self.train_params, &grads, self.schedule.factor(step))?;
+        let grads = acc.take_mean()?;
+        let max_norm = if self.config.max_grad_norm > 0.0 { self.config.max_grad_norm } else { f64::MAX };
+        let clip = clip_coef(&grads, max_norm).map_err(|e| Error::Msg(format!("step {}: {e}", step + 1)))?;
+        self.opt.step_scaled(&self.train_params, &grads, self.schedule.factor(step), clip.coef)?;
         if let Some(ema) = &mut self.ema {
-            ema.update(&model.params)?;
+            ema.update(&self.predictor.model.params)?;
         }
         self.state.step += 1;
         let l_dist = self.distiller.is_some().then_some(l_dist_sum / accum as f64);
         Ok((loss_sum / accum as f64, clip.total_norm, l_dist))
+    }
+
+    /// (gradients, loss, L_dist) of micro-batch `index` (step · grad_accum +
+    /// micro), whose examples are `picked`, its shards run at once (see shards.rs).
+    fn micro_batch_grads(&self, index: usize, picked: &[usize]) -> Result<(Grads, f64, f64)> {
+        let cfg = &self.config;
+        let positions: Vec<usize> = (index * cfg.batch_size..(index + 1) * cfg.batch_size).collect();
+        let chosen: Vec<&Example> = picked.iter().map(|&i| &self.examples[i]).collect();
+        let labels: Vec<Vec<String>> = chosen
+            .iter()
+            .zip(&positions)
+            .map(|(ex, &p)| {
+                let gold: Vec<&str> = ex.spans.iter().map(|s| s.2.as_str()).collect();
+                example_labels(&self.labels, &gold, &self.sampling, cfg.seed, p)
+            })
+            .collect();
+        // A shard's work grows with its examples' words and prompt.
+        let costs: Vec<usize> = chosen.iter().zip(&labels).map(|(ex, l)| ex.words.len() + 2 * l.len()).collect();
+        let shards: Vec<Shard<'_>> = partition(&costs, self.shards.count())
+            .into_iter()
+            .map(|group| {
+                let items: Vec<BatchItem<'_>> = group.iter().map(|&i| BatchItem { words: &chosen[i].words, labels: &labels[i] }).collect();
+                let batch = self.predictor.processor.encode(&items)?;
+                let examples: Vec<&Example> = group.iter().map(|&i| chosen[i]).collect();
+                let links = self.distiller.as_ref().map(|d| d.links(&batch, &examples));
+                Ok(Shard { batch, examples, links })
+            })
+            .collect::<Result<_>>()?;
+        // What the whole micro-batch's means divide by: its padded logits
+        // [B, W, K, C] (W, C: the longest shard's) and its linked spans.
+        let whole = Whole {
+            logits_numel: shards.iter().map(|s| s.batch.batch_size).sum::<usize>()
+                * shards.iter().map(|s| s.batch.num_words).max().unwrap_or(0)
+                * shards.iter().map(|s| s.batch.max_width).max().unwrap_or(0)
+                * shards.iter().map(|s| s.batch.num_classes).max().unwrap_or(0),
+            links: shards.iter().filter_map(|s| s.links.as_ref()).map(Links::len).sum(),
+        };
+        let dropout_seed = mix(cfg.seed, DROPOUT_STREAM, index as u64);
+        let mut sum: Option<(Grads, f64, f64)> = None;
+        for shard in self.shards.run(shards, |i, shard| {
+            let seed = if i == 0 { dropout_seed } else { mix(dropout_seed, SHARD_STREAM, i as u64) };
+            self.shard_grads(&shard, seed, &whole)
+        }) {
+            let (grads, loss, l_dist) = shard?;
+            match &mut sum {
+                None => sum = Some((grads, loss, l_dist)),
+                Some(sum) => {
+                    sum.0.accumulate(grads)?;
+                    sum.1 += loss;
+                    sum.2 += l_dist;
+                }
+            }
+        }
+        let (grads, loss, l_dist) = sum.ok_or_else(|| Error::Msg("training step: an empty micro-batch".into()))?;
+        if !loss.is_finite() {
+            return Err(Error::Msg(format!(
+                "step {}: the loss is {loss}; stopping (lower the learning rates, or check the batch's data)",
+                index / cfg.grad_accum + 1
+            )));
+        }
+        Ok((grads, loss, l_dist))
+    }
+
+    /// One shard's (gradients, loss, L_dist), its losses being its parts of
+    /// the whole micro-batch's. A non-finite loss is returned as it is,
+    /// without a backward pass (the caller stops the run).
+    fn shard_grads(&self, shard: &Shard<'_>, dropout_seed: u64, whole: &Whole) -> Result<(Grads, f64, f64)> {
+        let batch = &shard.batch;
+        let spans: Vec<&[(usize, usize, String)]> = shard.examples.iter().map(|ex| ex.spans.as_slice()).collect();
+        let targets = span_targets(batch, &spans)?;
+        let mask = loss_mask(batch)?;
+        let (enc, head) = model_inputs(batch)?;
+        let out = self.predictor.model.forward(&enc, &head, &Mode::training(dropout_seed))?;
+        let mut loss = gliner_span_loss(&out.head.logits, &targets, Some(&mask), self.reduction, self.config.focal())?;
+        let numel = out.head.logits.value().numel();
+        if self.reduction == Reduction::Mean && numel != whole.logits_numel {
+            loss = loss.mul_scalar(numel as f64 / whole.logits_numel as f64)?;
+        }
+        let mut l_dist = 0.0;
+        if let (Some(d), Some(links)) = (&self.distiller, &shard.links) {
+            let span_reps = out.head.span_reps.as_ref().ok_or_else(|| Error::Msg("distillation: the training forward formed no span representations".into()))?;
+            (loss, l_dist) = d.loss(&loss, span_reps, links, whole.links)?;
+        }
+        let value = loss.value().to_scalar()?;
+        if !value.is_finite() {
+            return Ok((Grads::default(), value, l_dist));
+        }
+        Ok((loss.backward()?, value, l_dist))
     }
 
     /// `f` with the moving average in the model's parameters when the run
@@ -359,6 +421,19 @@ impl Trainer {
         let svg = curve_svg(&self.metrics.records()?);
         write_atomic(self.out.join(CURVE_FILE), svg.as_bytes())
     }
+}
+
+/// Part of a micro-batch: its examples, encoded, and (when distilling) their links.
+struct Shard<'a> {
+    batch: GlinerBatch,
+    examples: Vec<&'a Example>,
+    links: Option<Links>,
+}
+
+/// The whole micro-batch's counts its mean losses divide by.
+struct Whole {
+    logits_numel: usize,
+    links: usize,
 }
 
 /// The training mentions without a word span, one JSON line each, for the user to inspect.
@@ -408,4 +483,96 @@ fn write_initial_checkpoint(config: &TrainConfig, out: &Path) -> Result<()> {
         std::fs::remove_dir_all(&base).map_err(|e| Error::file(&base, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! A micro-batch cut into shards gives the gradients of the whole batch.
+
+    use std::path::{Path, PathBuf};
+
+    use kogner_tensor::{Rng, Tensor};
+
+    use super::*;
+    use crate::data::pubtator::read_pubtator;
+    use crate::teacher::export::TeacherEmbeddings;
+
+    fn shared() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    }
+
+    /// deberta-tiny without dropout (so a step is a function of its batch
+    /// alone), 3 NCBI abstracts with their concept ids, and a random teacher
+    /// knowing every other id.
+    fn setup(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let model = dir.join("tiny");
+        std::fs::create_dir_all(&model).unwrap();
+        let src = shared().join("fixtures/gliner/deberta-tiny");
+        for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(src.join(f), model.join(f)).unwrap();
+        }
+        let mut config: Value = serde_json::from_str(&std::fs::read_to_string(src.join("gliner_config.json")).unwrap()).unwrap();
+        config["encoder_config"]["hidden_dropout_prob"] = json!(0.0);
+        config["encoder_config"]["attention_probs_dropout_prob"] = json!(0.0);
+        std::fs::write(model.join("gliner_config.json"), config.to_string()).unwrap();
+
+        let text = std::fs::read_to_string(shared().join("data/ner/ncbi-disease/pubtator/NCBItrainset_corpus.txt")).unwrap();
+        let corpus = dir.join("tiny.pubtator");
+        std::fs::write(&corpus, text.split("\n\n").take(3).collect::<Vec<_>>().join("\n\n") + "\n").unwrap();
+
+        let mut ids: Vec<String> = read_pubtator(&corpus).unwrap().iter().flat_map(|d| d.mentions.iter().flat_map(|m| m.concept_ids.clone())).collect();
+        ids.sort();
+        ids.dedup();
+        let node_ids: Vec<String> = ids.into_iter().step_by(2).collect();
+        let mut rng = Rng::new(3);
+        let mut random = |d: usize| Tensor::from_vec((0..node_ids.len() * d).map(|_| rng.normal() as f32).collect::<Vec<f32>>(), &[node_ids.len(), d]).unwrap();
+        let (z, z_graph, z_transr) = (random(8), random(4), random(3));
+        let teacher = dir.join("teacher.safetensors");
+        TeacherEmbeddings { node_ids, z, z_graph, z_transr }.save(&teacher).unwrap();
+        (model, corpus, teacher)
+    }
+
+    #[test]
+    fn shards_add_up_to_the_whole_batch_gradient() {
+        let dir = std::env::temp_dir().join(format!("kogner-shards-{}", std::process::id()));
+        let (model, corpus, teacher) = setup(&dir);
+        for (run, reduction) in ["sum", "mean"].into_iter().enumerate() {
+            let config = |name: &str| TrainConfig {
+                train: Some(corpus.clone()),
+                train_format: "pubtator".into(),
+                labels: Some("ncbi-disease".into()),
+                init: Some(model.clone()),
+                out: Some(dir.join(format!("{name}-{run}"))),
+                steps: 1,
+                dropout: 0.0,
+                loss_reduction: reduction.into(),
+                teacher: Some(teacher.clone()),
+                ..TrainConfig::default()
+            };
+            let mut whole = Trainer::new(config("whole"), false).unwrap();
+            whole.shards = Shards::new(1, 8).unwrap();
+            let mut cut = Trainer::new(config("cut"), false).unwrap();
+            cut.shards = Shards::new(3, 8).unwrap();
+            for index in 0..3 {
+                let picked: Vec<usize> = (index * 8..index * 8 + 8).map(|p| whole.order.at(p)).collect();
+                let (g1, loss1, dist1) = whole.micro_batch_grads(index, &picked).unwrap();
+                let (g3, loss3, dist3) = cut.micro_batch_grads(index, &picked).unwrap();
+                let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{reduction}, batch {index}, {what}: {a} cut vs {b} whole");
+                close(loss3, loss1, "loss");
+                assert!(dist1 > 0.0, "batch {index} links no span");
+                close(dist3, dist1, "L_dist");
+                assert_eq!(g3.len(), g1.len());
+                // The trainers hold separate copies of the model: match parameters by name.
+                for (name, var) in whole.train_params.iter() {
+                    let want = g1.get(var).unwrap().to_f64_vec().unwrap();
+                    let got = g3.get(&cut.train_params.var(name).unwrap()).unwrap().to_f64_vec().unwrap();
+                    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+                    for (a, b) in got.iter().zip(&want) {
+                        close(*a / (1.0 + scale), *b / (1.0 + scale), "gradient");
+                    }
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
