@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use kogner_autograd::{Grads, ParamStore};
-use rayon::prelude::*;
 use kogner_kernels::Float;
 use kogner_tensor::safetensors_io::{self, SafeTensorsFile};
 use kogner_tensor::{with_float_dtype, DType, Error, FloatElement, Result, Tensor};
+use rayon::prelude::*;
 
 use super::groups::ParamGroup;
 

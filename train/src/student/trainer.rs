@@ -4,7 +4,8 @@
 //! evaluation with best-model selection; resumable checkpoints; metrics.
 //!
 //! Reproducibility: the example order, each example's labels and every
-//! dropout mask are pure functions of (seed, step), and a checkpoint holds
+//! dropout mask are pure functions of (seed, step) and of the thread count
+//! (which decides how a batch is cut into shards), and a checkpoint holds
 //! the weights, the AdamW state, the moving average and the step, so
 //! `--resume` after a kill continues with exactly the losses an
 //! uninterrupted run has.
