@@ -311,17 +311,17 @@ impl Trainer {
     }
 
     /// (gradients, loss, L_dist) of micro-batch `index` (step · grad_accum +
-    /// micro), whose examples are `picked`, its shards run at once (see shards.rs).
+    /// micro), whose examples are `picked` (those at order positions
+    /// index · batch size + i), its shards run at once (see shards.rs).
     fn micro_batch_grads(&self, index: usize, picked: &[usize]) -> Result<(Grads, f64, f64)> {
         let cfg = &self.config;
-        let positions: Vec<usize> = (index * cfg.batch_size..(index + 1) * cfg.batch_size).collect();
         let chosen: Vec<&Example> = picked.iter().map(|&i| &self.examples[i]).collect();
         let labels: Vec<Vec<String>> = chosen
             .iter()
-            .zip(&positions)
-            .map(|(ex, &p)| {
+            .enumerate()
+            .map(|(i, ex)| {
                 let gold: Vec<&str> = ex.spans.iter().map(|s| s.2.as_str()).collect();
-                example_labels(&self.labels, &gold, &self.sampling, cfg.seed, p)
+                example_labels(&self.labels, &gold, &self.sampling, cfg.seed, index * cfg.batch_size + i)
             })
             .collect();
         // A shard's work grows with its examples' words and prompt.
