@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on shipped data, about 7 minutes on 2 cores: build the knowledge-graph teacher
+# The main job on shipped data, about 9 minutes on 2 cores after the build: build the knowledge-graph teacher
 # (node-name embeddings, graph transformer, TransR over the biomedical KG; short epochs), train a
 # KoGNER student on NCBI-disease from the pretrained all-MiniLM-L6-v2 encoder, distilling the
 # teacher into the spans whose concept ids are KG nodes, score it on the test split, then find
