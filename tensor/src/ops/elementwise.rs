@@ -182,9 +182,7 @@ impl Tensor {
     pub fn minimum(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(rhs, BinaryOp::Minimum)
     }
-}
 
-impl Tensor {
     /// `self += rhs` in place (same shape and dtype, `rhs` any layout):
     /// summing gradients without a new buffer each time. Like every write
     /// through [`Tensor::data_mut`], a storage shared with another tensor is

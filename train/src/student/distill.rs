@@ -26,6 +26,7 @@ use kogner_tensor::{Result, Tensor};
 
 use super::config::TrainConfig;
 use super::sampler::mix;
+use super::shards::part_of_mean;
 use super::targets::span_slot;
 use crate::data::Example;
 use crate::kg::{KnowledgeGraph, Node};
@@ -147,17 +148,14 @@ impl Distiller {
     /// L_dist is then this shard's part of the batch's mean.
     pub fn loss(&self, gliner_loss: &Var, span_reps: &Var, links: &Links, all_links: usize) -> Result<(Var, f64)> {
         let weighted = gliner_loss.mul_scalar(self.bce_weight)?;
-        if links.spans.is_empty() {
+        if links.is_empty() {
             return Ok((weighted, 0.0));
         }
         let d = span_reps.shape()[3];
-        let n = links.spans.len();
+        let n = links.len();
         let rows = span_reps.reshape(&[span_reps.value().numel() / d, d])?.index_select(0, &Tensor::from_vec(links.spans.clone(), &[n])?)?;
         let teacher = Var::constant(self.teacher.index_select(0, &Tensor::from_vec(links.nodes.clone(), &[n])?)?);
-        let mut l_dist = self.heads.loss(&rows, &teacher)?;
-        if all_links != n {
-            l_dist = l_dist.mul_scalar(n as f64 / all_links as f64)?;
-        }
+        let l_dist = part_of_mean(self.heads.loss(&rows, &teacher)?, n, all_links)?;
         Ok((weighted.add(&l_dist.mul_scalar(self.distill_weight)?)?, l_dist.value().to_scalar()?))
     }
 }

@@ -18,6 +18,7 @@
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
+use kogner_autograd::Var;
 use kogner_tensor::{Error, Result};
 
 /// One thread pool per shard; none when the step runs on the caller's
@@ -64,6 +65,16 @@ impl Shards {
             running.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
         })
     }
+}
+
+/// A shard's part of a batch mean: `mean`, taken over the shard's `part`
+/// elements, times part / `whole` (the batch's count), so the shards' parts
+/// add up to the batch's mean. Unchanged when the shard is the whole batch.
+pub fn part_of_mean(mean: Var, part: usize, whole: usize) -> Result<Var> {
+    if part == whole {
+        return Ok(mean);
+    }
+    mean.mul_scalar(part as f64 / whole as f64)
 }
 
 /// Cut examples of cost `costs[i]` (their length) into at most `parts`

@@ -32,7 +32,7 @@ use super::distill::{Distiller, Links};
 use super::evaluate::evaluate_model;
 use super::metrics::{curve_svg, MetricsLog};
 use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM, SHARD_STREAM};
-use super::shards::{partition, Shards};
+use super::shards::{part_of_mean, partition, Shards};
 use super::targets::{loss_mask, span_targets};
 use crate::data::{to_examples, ConvertOptions, Document, Example, LabelMap, Unmapped};
 use crate::eval::EvalReport;
@@ -346,22 +346,17 @@ impl Trainer {
             links: shards.iter().filter_map(|s| s.links.as_ref()).map(Links::len).sum(),
         };
         let dropout_seed = mix(cfg.seed, DROPOUT_STREAM, index as u64);
-        let mut sum: Option<(Grads, f64, f64)> = None;
+        let (mut acc, mut loss, mut l_dist) = (GradAccumulator::new(), 0.0, 0.0);
         for shard in self.shards.run(shards, |i, shard| {
             let seed = if i == 0 { dropout_seed } else { mix(dropout_seed, SHARD_STREAM, i as u64) };
             self.shard_grads(&shard, seed, &whole)
         }) {
-            let (grads, loss, l_dist) = shard?;
-            match &mut sum {
-                None => sum = Some((grads, loss, l_dist)),
-                Some(sum) => {
-                    sum.0.accumulate(grads)?;
-                    sum.1 += loss;
-                    sum.2 += l_dist;
-                }
-            }
+            let (grads, shard_loss, shard_l_dist) = shard?;
+            acc.add(grads)?;
+            loss += shard_loss;
+            l_dist += shard_l_dist;
         }
-        let (grads, loss, l_dist) = sum.ok_or_else(|| Error::Msg("training step: an empty micro-batch".into()))?;
+        let grads = acc.take(1.0)?;
         if !loss.is_finite() {
             return Err(Error::Msg(format!(
                 "step {}: the loss is {loss}; stopping (lower the learning rates, or check the batch's data)",
@@ -382,9 +377,8 @@ impl Trainer {
         let (enc, head) = model_inputs(batch)?;
         let out = self.predictor.model.forward(&enc, &head, &Mode::training(dropout_seed))?;
         let mut loss = gliner_span_loss(&out.head.logits, &targets, Some(&mask), self.reduction, self.config.focal())?;
-        let numel = out.head.logits.value().numel();
-        if self.reduction == Reduction::Mean && numel != whole.logits_numel {
-            loss = loss.mul_scalar(numel as f64 / whole.logits_numel as f64)?;
+        if self.reduction == Reduction::Mean {
+            loss = part_of_mean(loss, out.head.logits.value().numel(), whole.logits_numel)?;
         }
         let mut l_dist = 0.0;
         if let (Some(d), Some(links)) = (&self.distiller, &shard.links) {
