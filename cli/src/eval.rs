@@ -43,7 +43,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
     /// Read multi-sentence documents whole instead of one sentence at a time (the default
-    /// matches how `kogner train` cuts them).
+    /// matches how `kogner train` cuts them); an IOB file without `-DOCSTART-` lines is read
+    /// as one document, as `kogner train --context document` reads it.
     #[arg(long)]
     whole_documents: bool,
     /// Print one JSON object instead of the table.
@@ -66,7 +67,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (None, None, _) => anyhow::bail!("--labels is required: TAG=label,... for {}", args.data.display()),
     };
     let map = label_map(&spec)?;
-    let (docs, pre_split) = read_corpus(&args.data, format, args.exclude_ids.as_deref())?;
+    let (docs, pre_split) = read_corpus(&args.data, format, args.exclude_ids.as_deref(), args.whole_documents)?;
     let by_sentence = !pre_split && !args.whole_documents;
     let labels = prompt_labels(&map, &docs)?;
     let predictor = Predictor::load_ensemble_for_inference(&args.model)?;

@@ -94,7 +94,8 @@ pub struct TrainArgs {
     max_len: Option<usize>,
     /// sentence (default: documents are cut into sentences) or document (sentences packed up
     /// to --max-len words, dev documents read whole: the model sees a mention's context).
-    /// IOB sentences and GLiNER JSON records are examples already and are not cut further.
+    /// An IOB file without -DOCSTART- lines is read as one document in file order (its
+    /// sentences packed); GLiNER JSON records are examples already and are not cut further.
     #[arg(long)]
     context: Option<String>,
     /// Cut words where a training mention starts or ends inside them (default true).

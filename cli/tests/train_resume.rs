@@ -349,3 +349,51 @@ fn gliner_json_records_train_whole() {
     assert!(stderr.contains("training on 2 examples"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--context document` on an IOB file without `-DOCSTART-` lines reads the
+/// file as one document: consecutive sentences are packed into examples,
+/// and `kogner eval --whole-documents` scores the same gold mentions as the
+/// sentence-by-sentence evaluation.
+#[test]
+fn sentence_level_iob_packs_consecutive_sentences_with_document_context() {
+    let dir = scratch("iob-context");
+    let corpus = tiny_corpus(&dir, 12);
+    let run = |context: &str| {
+        let out = Command::new(KOGNER)
+            .args(["train", "--labels", "ncbi-disease", "--steps", "1", "--batch-size", "2", "--max-width", "6", "--max-len", "64", "--context", context])
+            .arg("--train")
+            .arg(&corpus)
+            .arg("--dev")
+            .arg(&corpus)
+            .arg("--init")
+            .arg(shared().join("fixtures/gliner/deberta-tiny"))
+            .arg("--out")
+            .arg(dir.join(context))
+            .env("RAYON_NUM_THREADS", "2")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let n: usize = stderr.split("training on ").nth(1).and_then(|t| t.split(' ').next()).and_then(|t| t.parse().ok()).expect(&stderr);
+        n
+    };
+    assert_eq!(run("sentence"), 12);
+    let packed = run("document");
+    assert!((2..12).contains(&packed), "{packed} examples from 12 sentences");
+
+    let gold = |whole: bool| -> u64 {
+        let mut c = Command::new(KOGNER);
+        c.args(["eval", "--format", "iob", "--labels", "ncbi-disease", "--json", "--threshold", "0.0"]).arg("--model").arg(dir.join("document/best")).arg("--data").arg(&corpus);
+        if whole {
+            c.arg("--whole-documents");
+        }
+        let report: serde_json::Value = serde_json::from_str(&ok(c.output().unwrap(), "eval")).unwrap();
+        let micro = &report["micro"];
+        micro["tp"].as_u64().unwrap() + micro["fn"].as_u64().unwrap()
+    };
+    let n_gold: usize = read_iob(&corpus).unwrap().documents.iter().map(|d| d.mentions.len()).sum();
+    assert!(n_gold > 0);
+    assert_eq!(gold(false), n_gold as u64);
+    assert_eq!(gold(true), n_gold as u64);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

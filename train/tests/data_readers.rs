@@ -8,8 +8,9 @@ use kogner_train::data::brat::read_brat_dir;
 use kogner_train::data::gliner_json::read_gliner_json;
 use kogner_train::data::iob::read_iob;
 use kogner_train::data::pubtator::{normalise_ids, read_pubtator};
+use kogner_train::student::{read_corpus, Format};
 use kogner_train::data::{
-    document_words, exclude_ids, read_id_list, to_examples, ConvertOptions, Document, LabelMap, Mention,
+    document_words, exclude_ids, join_documents, read_id_list, to_examples, ConvertOptions, Document, LabelMap, Mention,
     UnmappedReason,
 };
 
@@ -274,6 +275,43 @@ fn iob_counts() {
         // READMEs: checked IOB2, no I- without B-.
         assert!(c.inside_without_begin.is_empty(), "{f}");
     }
+}
+
+#[test]
+fn joined_sentences_keep_every_mention_and_its_text() {
+    // Offsets are code points: "é" is two bytes.
+    let dir = TempDir::new("join");
+    let p = dir.write("s.tsv", "Caféine\tB-Chemical\nkills\tO\n.\tO\n\nNo\tO\nliver\tB-Disease\nfailure\tI-Disease\n\n");
+    let sentences = read_iob(&p).unwrap().documents;
+    let joined = join_documents(sentences.clone(), "s".into());
+    assert_eq!(joined.text, "Caféine kills . No liver failure");
+    let spans: Vec<(usize, usize, &str)> = joined.mentions.iter().map(|m| (m.start, m.end, joined.mention_text(m).unwrap())).collect();
+    assert_eq!(spans, [(0, 7, "Caféine"), (19, 32, "liver failure")]);
+
+    // A whole corpus: read_corpus joins a sentence-level IOB file only when asked.
+    let devel = ner("bc5cdr/iob/devel.tsv");
+    let (sentences, pre_split) = read_corpus(&devel, Format::Iob, None, false).unwrap();
+    assert!(pre_split);
+    let (docs, pre_split) = read_corpus(&devel, Format::Iob, None, true).unwrap();
+    assert!(!pre_split);
+    assert_eq!(docs.len(), 1);
+    let texts = |docs: &[Document]| -> Vec<String> {
+        docs.iter().flat_map(|d| d.mentions.iter().map(|m| format!("{}|{}", m.label, d.mention_text(m).unwrap()))).collect()
+    };
+    assert_eq!(texts(&docs), texts(&sentences));
+    // Packed into examples of at most 64 words, every mention keeps its words.
+    let labels = LabelMap::for_corpus("bc5cdr").unwrap();
+    let opts = ConvertOptions { max_len: 64, split_sentences: false, split_at_mentions: true };
+    let conv = to_examples(&docs, &labels, &opts).unwrap();
+    let per_sentence = to_examples(&sentences, &labels, &opts).unwrap();
+    assert_eq!(conv.unmapped.len(), per_sentence.unmapped.len());
+    let n_spans = |c: &kogner_train::data::Conversion| c.examples.iter().map(|e| e.spans.len()).sum::<usize>();
+    assert_eq!(n_spans(&conv), n_spans(&per_sentence));
+    assert!(conv.examples.len() * 3 < per_sentence.examples.len() * 2, "{} examples from {} sentences", conv.examples.len(), per_sentence.examples.len());
+    assert!(conv.examples.iter().all(|e| e.words.len() <= 64));
+    // An IOB file with -DOCSTART- documents is not joined.
+    let (jnlpba, _) = read_corpus(&ner("jnlpba/iob/devel.tsv"), Format::Iob, None, true).unwrap();
+    assert_eq!(jnlpba.len(), 200);
 }
 
 #[test]

@@ -113,6 +113,26 @@ pub fn char_slice(text: &str, start: usize, end: usize) -> Option<&str> {
     text.get(b0..b1)
 }
 
+/// Documents read as one, in order: texts joined with a space (as the
+/// IOB reader joins the sentences of a `-DOCSTART-` document), mention
+/// offsets shifted to the joined text. For sentence-level files whose
+/// sentences are in document order (the MTL IOB corpora), so that a model
+/// can read a sentence with its neighbours.
+pub fn join_documents(docs: Vec<Document>, id: String) -> Document {
+    let mut out = Document { id, text: String::new(), mentions: Vec::new() };
+    let mut chars = 0;
+    for doc in docs {
+        if !out.text.is_empty() {
+            out.text.push(' ');
+            chars += 1;
+        }
+        out.text.push_str(&doc.text);
+        out.mentions.extend(doc.mentions.into_iter().map(|m| Mention { start: m.start + chars, end: m.end + chars, ..m }));
+        chars += doc.text.chars().count();
+    }
+    out
+}
+
 /// Documents whose id is not in `ids` (e.g. to drop the JNLPBA standoff
 /// train documents that `iob/devel.tsv` consists of).
 pub fn exclude_ids(docs: Vec<Document>, ids: &std::collections::HashSet<String>) -> Vec<Document> {

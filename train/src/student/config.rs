@@ -86,7 +86,8 @@ pub struct TrainConfig {
     /// into sentences, for training and dev evaluation alike) or `document`
     /// (sentences packed into examples of up to `max_len` words, so the
     /// model sees the text around a mention — an abbreviation's long form,
-    /// say; dev documents are read whole).
+    /// say; dev documents are read whole; an IOB file without document
+    /// boundaries is read as one document, its sentences in file order).
     pub context: String,
     /// Cut a word where a training mention starts or ends inside it
     /// (`IL-2` in `IL-2-induced`), so the mention is kept; off: such

@@ -41,7 +41,12 @@ impl FromStr for Format {
 /// cut into sentences: the sentences of IOB files without document
 /// boundaries, and GLiNER JSON records (GLiNER trains on each record whole;
 /// only a record over `max_len` words is cut).
-pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>) -> Result<(Vec<Document>, bool)> {
+///
+/// With `join_sentences` the sentences of an IOB file without document
+/// boundaries are read as one document in file order (the MTL corpora keep
+/// each abstract's sentences together), which is then cut like any
+/// document: `--context document` packs consecutive sentences.
+pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>, join_sentences: bool) -> Result<(Vec<Document>, bool)> {
     let err = |e: data::DataError| Error::Msg(e.to_string());
     let mut pre_split = false;
     let docs = match format {
@@ -66,6 +71,10 @@ pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>) -> R
     };
     if docs.is_empty() {
         return Err(Error::file(path, "no documents"));
+    }
+    if join_sentences && format == Format::Iob && pre_split {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        return Ok((vec![data::join_documents(docs, stem)], false));
     }
     Ok((docs, pre_split))
 }

@@ -135,9 +135,9 @@ impl Trainer {
         let map = label_map(config.labels.as_deref().unwrap_or(&config.train_format))?;
         let format: Format = config.train_format.parse()?;
         let train_path = config.train.clone().expect("validated");
-        let (docs, pre_split) = read_corpus(&train_path, format, config.train_exclude_ids.as_deref())?;
-        let labels = prompt_labels(&map, &docs)?;
         let by_sentence = config.context == "sentence";
+        let (docs, pre_split) = read_corpus(&train_path, format, config.train_exclude_ids.as_deref(), !by_sentence)?;
+        let labels = prompt_labels(&map, &docs)?;
         let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: !pre_split && by_sentence, split_at_mentions: config.split_at_mentions })
             .map_err(|e| Error::Msg(format!("{}: {e}", train_path.display())))?;
         if conv.examples.is_empty() {
@@ -145,7 +145,7 @@ impl Trainer {
         }
         write_unmapped(&out.join(UNMAPPED_FILE), &conv.unmapped)?;
         let (dev, dev_pre_split) = match &config.dev {
-            Some(p) => read_corpus(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None)?,
+            Some(p) => read_corpus(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None, !by_sentence)?,
             None => (Vec::new(), true),
         };
 
