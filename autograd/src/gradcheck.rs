@@ -99,7 +99,9 @@ pub fn check_gradients(
             };
             let numeric = (probe(h)? - probe(-h)?) / (2.0 * h);
             let a = analytic[j];
-            if !((a - numeric).abs() <= tol.atol + tol.rtol * numeric.abs()) {
+            // Written so that a NaN on either side fails the check.
+            let close = (a - numeric).abs() <= tol.atol + tol.rtol * numeric.abs();
+            if !close {
                 return Err(format!(
                     "input {i} (shape {:?}) element {j}: analytic {a:.10e} vs numeric {numeric:.10e}",
                     x.shape()
@@ -138,7 +140,8 @@ pub fn check_f32_matches_f64(
         return Err(format!("f32 output has {} elements, f64 has {}", y32.len(), y64.len()));
     }
     for (j, (a, b)) in y32.iter().zip(&y64).enumerate() {
-        if !((a - b).abs() <= atol + rtol * b.abs()) {
+        let close = (a - b).abs() <= atol + rtol * b.abs();
+        if !close {
             return Err(format!("element {j}: f32 {a:.8e} vs f64 {b:.8e}"));
         }
     }

@@ -71,7 +71,7 @@ impl P {
         self.op(b'c').raw(format!("{module}\n{name}\n").as_bytes())
     }
     fn str(&mut self, s: &str) -> &mut Self {
-        if s.len() < 256 && s.len() % 2 == 0 {
+        if s.len() < 256 && s.len().is_multiple_of(2) {
             self.op(0x8c).op(s.len() as u8).raw(s.as_bytes())
         } else {
             self.op(b'X').raw(&(s.len() as u32).to_le_bytes()).raw(s.as_bytes())

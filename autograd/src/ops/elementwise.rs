@@ -207,8 +207,8 @@ mod tests {
                     continue;
                 }
                 let f = move |v: &[Var]| op(&v[0]);
-                check_gradients(&f, &[input.clone()], &[], Tol::default()).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
-                check_f32_matches_f64(&f, &[input.clone()], 1e-6, 2e-6).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+                check_gradients(&f, std::slice::from_ref(&input), &[], Tol::default()).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+                check_f32_matches_f64(&f, std::slice::from_ref(&input), 1e-6, 2e-6).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
             }
         }
     }

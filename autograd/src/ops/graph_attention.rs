@@ -69,6 +69,7 @@ mod tests {
     }
 
     /// The unfused composition (gathers, segment softmax, segment sum).
+    #[allow(clippy::too_many_arguments)]
     fn composed(q: &Var, k: &Var, v: &Var, emb: Option<&Var>, src: &Tensor, dst: &Tensor, types: &Tensor, n: usize) -> kogner_tensor::Result<(Var, Var)> {
         let (e, c) = (src.shape()[0], q.shape()[2]);
         let (mut kk, mut vv) = (k.index_select(0, src)?, v.index_select(0, src)?);

@@ -88,7 +88,7 @@ fn lstm_weights(b: &ParamBuilder, suffix: &str, d_in: usize, h: usize) -> Result
 impl GlinerHead {
     /// `b` is the model root; `encoder_hidden` the encoder width H.
     pub fn new(b: &ParamBuilder, encoder_hidden: usize, hidden: usize, max_width: usize, dropout: f64) -> Result<Self> {
-        if hidden % 2 != 0 {
+        if !hidden.is_multiple_of(2) {
             return Err(Error::Msg(format!("gliner_config.json: hidden_size {hidden} must be even (BiLSTM halves)")));
         }
         let projection = if encoder_hidden != hidden {

@@ -274,11 +274,9 @@ fn convert_document(
     let mut segments = Vec::new();
     if opts.split_sentences || n > opts.max_len {
         let mut a = 0;
-        for k in 1..n {
-            if !blocked[k] && sentence_cut(&words, k) {
-                segments.push((a, k));
-                a = k;
-            }
+        for k in (1..n).filter(|&k| !blocked[k] && sentence_cut(&words, k)) {
+            segments.push((a, k));
+            a = k;
         }
         segments.push((a, n));
     } else {

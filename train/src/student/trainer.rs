@@ -256,7 +256,7 @@ impl Trainer {
             self.metrics.append(&line)?;
             on_event(Event::Step(&stats));
             let last = step == self.config.steps;
-            let eval_now = !self.dev.is_empty() && (last || (self.config.eval_every > 0 && step % self.config.eval_every == 0));
+            let eval_now = !self.dev.is_empty() && (last || (self.config.eval_every > 0 && step.is_multiple_of(self.config.eval_every)));
             if eval_now {
                 let (report, best) = self.with_averaged_weights(|t| {
                     let report = t.evaluate_dev()?;
@@ -271,7 +271,7 @@ impl Trainer {
                 })?;
                 on_event(Event::Eval { step, report: &report, best });
             }
-            if last || step % self.config.save_every() == 0 {
+            if last || step.is_multiple_of(self.config.save_every()) {
                 self.save()?;
                 on_event(Event::Saved { step });
             }
