@@ -323,6 +323,26 @@ fn a_distilling_run_adds_the_weighted_kg_loss_and_resumes_with_the_same_losses()
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// One training step (batch 2, max width 6) of the tiny fixture model on
+/// `corpus` with `args` added, into `out`; its stderr, the run having succeeded.
+fn train_one_step(corpus: &Path, out: &Path, args: &[&str]) -> String {
+    let run = Command::new(KOGNER)
+        .args(["train", "--steps", "1", "--batch-size", "2", "--max-width", "6"])
+        .args(args)
+        .arg("--train")
+        .arg(corpus)
+        .arg("--init")
+        .arg(shared().join("fixtures/gliner/deberta-tiny"))
+        .arg("--out")
+        .arg(out)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{stderr}");
+    stderr
+}
+
 /// GLiNER JSON records are GLiNER's training examples: `kogner train` takes
 /// each whole (as GLiNER does), not cut into sentences like a PubTator
 /// abstract, whatever `--context` says.
@@ -333,19 +353,7 @@ fn gliner_json_records_train_whole() {
     let two_sentences = r#"{"tokenized_text": ["Ataxia", "telangiectasia", "is", "rare", ".", "The", "ATM", "gene", "causes", "it", "."], "ner": [[0, 1, "disease"]]}"#;
     let one_sentence = r#"{"tokenized_text": ["Breast", "cancer", "is", "common", "."], "ner": [[0, 1, "disease"]]}"#;
     std::fs::write(&corpus, format!("[{two_sentences}, {one_sentence}]")).unwrap();
-    let out = Command::new(KOGNER)
-        .args(["train", "--train-format", "gliner", "--steps", "1", "--batch-size", "2", "--max-width", "6"])
-        .arg("--train")
-        .arg(&corpus)
-        .arg("--init")
-        .arg(shared().join("fixtures/gliner/deberta-tiny"))
-        .arg("--out")
-        .arg(dir.join("run"))
-        .env("RAYON_NUM_THREADS", "2")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = train_one_step(&corpus, &dir.join("run"), &["--train-format", "gliner"]);
     assert!(stderr.contains("training on 2 examples"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -358,24 +366,10 @@ fn gliner_json_records_train_whole() {
 fn sentence_level_iob_packs_consecutive_sentences_with_document_context() {
     let dir = scratch("iob-context");
     let corpus = tiny_corpus(&dir, 12);
-    let run = |context: &str| {
-        let out = Command::new(KOGNER)
-            .args(["train", "--labels", "ncbi-disease", "--steps", "1", "--batch-size", "2", "--max-width", "6", "--max-len", "64", "--context", context])
-            .arg("--train")
-            .arg(&corpus)
-            .arg("--dev")
-            .arg(&corpus)
-            .arg("--init")
-            .arg(shared().join("fixtures/gliner/deberta-tiny"))
-            .arg("--out")
-            .arg(dir.join(context))
-            .env("RAYON_NUM_THREADS", "2")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
-        let n: usize = stderr.split("training on ").nth(1).and_then(|t| t.split(' ').next()).and_then(|t| t.parse().ok()).expect(&stderr);
-        n
+    let run = |context: &str| -> usize {
+        let dev = corpus.to_str().unwrap();
+        let stderr = train_one_step(&corpus, &dir.join(context), &["--labels", "ncbi-disease", "--max-len", "64", "--context", context, "--dev", dev]);
+        stderr.split("training on ").nth(1).and_then(|t| t.split(' ').next()).and_then(|t| t.parse().ok()).expect(&stderr)
     };
     assert_eq!(run("sentence"), 12);
     let packed = run("document");
