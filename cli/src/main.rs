@@ -6,6 +6,7 @@ mod average;
 mod bench;
 mod eval;
 mod init;
+mod mlm;
 mod predict;
 mod teacher;
 mod train;
@@ -31,6 +32,8 @@ enum Command {
     Init(init::InitArgs),
     /// Train a GLiNER student on an NER corpus (checkpoints, --resume, metrics, dev evaluation).
     Train(train::TrainArgs),
+    /// Continue an encoder's masked-LM pretraining on a corpus's text (task-adaptive pretraining) for `train --encoder`.
+    Mlm(mlm::MlmArgs),
     /// Strict span-level precision/recall/F1 of a model on an annotated corpus.
     Eval(eval::EvalArgs),
     /// Average the weights of GLiNER folders fine-tuned from one start (a model soup) into a new folder.
@@ -59,6 +62,7 @@ fn main() {
         Command::Init(args) => init::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Train(args) => train::run(args),
+        Command::Mlm(args) => mlm::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Average(args) => average::run(args),
         Command::Teacher(args) => teacher::run(args),

@@ -28,6 +28,13 @@ pub enum EncoderConfig {
 }
 
 impl EncoderConfig {
+    /// A Hugging Face encoder folder's own `config.json` (BERT or DeBERTa-v2/v3).
+    pub fn from_hf_file(path: &Path) -> Result<EncoderConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))?;
+        encoder_config(&Fields { file: &path.display().to_string(), obj: &v, prefix: "" })
+    }
+
     pub fn dims(&self) -> &EncoderDims {
         match self {
             EncoderConfig::Deberta(c) => &c.dims,

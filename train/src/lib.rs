@@ -4,6 +4,7 @@
 pub mod data;
 pub mod eval;
 pub mod kg;
+pub mod mlm;
 pub mod optim;
 pub mod student;
 pub mod teacher;

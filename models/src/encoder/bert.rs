@@ -11,7 +11,7 @@ use crate::nn::{Embedding, LayerNorm, Mode};
 
 pub struct Bert {
     config: BertConfig,
-    word_embeddings: Embedding,
+    pub(super) word_embeddings: Embedding,
     position_embeddings: Embedding,
     token_type_embeddings: Embedding,
     emb_norm: LayerNorm,

@@ -111,7 +111,7 @@ fn scores_backward<T: FloatElement>(g: &Tensor, idx: &[u32], t: usize, w: usize,
 
 pub struct Deberta {
     config: DebertaConfig,
-    word_embeddings: Embedding,
+    pub(super) word_embeddings: Embedding,
     position_embeddings: Option<Embedding>,
     token_type_embeddings: Option<Embedding>,
     emb_norm: LayerNorm,

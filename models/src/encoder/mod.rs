@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod bert;
 pub mod deberta;
+pub mod mlm_head;
 
 use kogner_autograd::Var;
 use kogner_tensor::{Result, Tensor};
@@ -45,6 +46,14 @@ impl Encoder {
             Encoder::Bert(m) => &mut m.layers,
         };
         layers.iter_mut().try_for_each(TransformerLayer::pack_for_inference)
+    }
+
+    /// The input embedding matrix [V, H] (a masked-LM decoder is tied to it).
+    pub fn word_embeddings(&self) -> &Var {
+        match self {
+            Encoder::Deberta(m) => &m.word_embeddings.weight,
+            Encoder::Bert(m) => &m.word_embeddings.weight,
+        }
     }
 
     /// input_ids [B, T] (i64), attention_mask [B, T] (f32 0/1) → hidden states.

@@ -13,11 +13,11 @@ use std::path::Path;
 
 use kogner_autograd::no_grad;
 use kogner_tensor::{Error, Result, Tensor};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::builder::{open_weights, ParamBuilder};
-use crate::config::{EncoderConfig, GlinerConfig};
+use crate::config::EncoderConfig;
 use crate::encoder::Encoder;
 use crate::nn::Mode;
 
@@ -45,12 +45,7 @@ impl SentenceEncoder {
     /// `sentence_bert_config.json` (`max_seq_length`, `do_lower_case`).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<SentenceEncoder> {
         let dir = dir.as_ref();
-        let config_path = dir.join("config.json");
-        // why: the encoder-config reader (with its checks of unsupported
-        // settings) is reachable only through a GLiNER config, so the plain
-        // HF config is wrapped as one; its other fields are never used.
-        let wrapped = json!({"hidden_size": 1, "max_width": 1, "class_token_index": 0, "encoder_config": read_json(&config_path)?});
-        let config = GlinerConfig::from_value(&wrapped, &config_path.display().to_string())?.encoder;
+        let config = EncoderConfig::from_hf_file(&dir.join("config.json"))?;
 
         let st_path = dir.join("sentence_bert_config.json");
         let (max_seq_length, do_lower_case) = if st_path.is_file() {

@@ -50,15 +50,26 @@ pub fn is_decayed(name: &str) -> bool {
 /// encoder+no-decay (wd 0). Names within a group are sorted (the update does
 /// not depend on the order). Empty groups are kept, as GLiNER does.
 pub fn gliner_param_groups(params: &ParamStore, h: &GlinerGroupHyper) -> Vec<ParamGroup> {
-    let mut groups = vec![
-        ParamGroup { name: "head/decay".into(), lr: h.head_lr, weight_decay: h.head_weight_decay, params: Vec::new() },
-        ParamGroup { name: "head/no_decay".into(), lr: h.head_lr, weight_decay: 0.0, params: Vec::new() },
-        ParamGroup { name: "encoder/decay".into(), lr: h.encoder_lr, weight_decay: h.encoder_weight_decay, params: Vec::new() },
-        ParamGroup { name: "encoder/no_decay".into(), lr: h.encoder_lr, weight_decay: 0.0, params: Vec::new() },
-    ];
+    let sets = [("head", h.head_lr, h.head_weight_decay), ("encoder", h.encoder_lr, h.encoder_weight_decay)];
+    split_param_groups(params, sets, |name| name.contains(GLINER_ENCODER_MARKER))
+}
+
+/// Two parameter sets (`sets[1]` holds the names `in_second` accepts), each
+/// cut into decayed and not ([`is_decayed`]): the groups `first/decay`,
+/// `first/no_decay` (wd 0), `second/decay`, `second/no_decay` (wd 0), from
+/// each set's (name, learning rate, weight decay).
+pub fn split_param_groups(params: &ParamStore, sets: [(&str, f64, f64); 2], in_second: impl Fn(&str) -> bool) -> Vec<ParamGroup> {
+    let mut groups: Vec<ParamGroup> = sets
+        .iter()
+        .flat_map(|&(set, lr, wd)| {
+            [
+                ParamGroup { name: format!("{set}/decay"), lr, weight_decay: wd, params: Vec::new() },
+                ParamGroup { name: format!("{set}/no_decay"), lr, weight_decay: 0.0, params: Vec::new() },
+            ]
+        })
+        .collect();
     for (name, _) in params.iter() {
-        let encoder = name.contains(GLINER_ENCODER_MARKER);
-        let idx = 2 * usize::from(encoder) + usize::from(!is_decayed(name));
+        let idx = 2 * usize::from(in_second(name)) + usize::from(!is_decayed(name));
         groups[idx].params.push(name.clone());
     }
     groups

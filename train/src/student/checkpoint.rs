@@ -85,7 +85,7 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Build `out/<name>` through `fill(tmp_dir)` and swap it into place.
-fn replace_dir(out: &Path, name: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub fn replace_dir(out: &Path, name: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let target = out.join(name);
     let (tmp, old) = (sibling(&target, ".tmp"), sibling(&target, ".old"));
     if tmp.exists() {
