@@ -88,6 +88,13 @@ pub struct TrainArgs {
     /// so the two heads cannot meet at one point for every node.
     #[arg(long)]
     freeze_mlp_dist: Option<bool>,
+    /// Ensemble distillation: a trained GLiNER folder whose span probabilities soften the gold
+    /// targets, (1 − λ)·gold + λ·p; repeat it for an ensemble (probabilities averaged).
+    #[arg(long)]
+    span_teacher: Vec<PathBuf>,
+    /// λ of --span-teacher (default 0.5).
+    #[arg(long)]
+    span_teacher_weight: Option<f64>,
     #[arg(long)]
     max_width: Option<usize>,
     #[arg(long)]
@@ -165,6 +172,8 @@ impl TrainArgs {
         put("distill_weight", self.distill_weight.map(|v| json!(v)));
         put("bce_weight", self.bce_weight.map(|v| json!(v)));
         put("freeze_mlp_dist", self.freeze_mlp_dist.map(|v| json!(v)));
+        put("span_teacher", (!self.span_teacher.is_empty()).then(|| json!(self.span_teacher)));
+        put("span_teacher_weight", self.span_teacher_weight.map(|v| json!(v)));
         put("max_width", self.max_width.map(|v| json!(v)));
         put("max_len", self.max_len.map(|v| json!(v)));
         put("dropout", self.dropout.map(|v| json!(v)));
@@ -213,6 +222,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     );
     if let Some((linked, total)) = trainer.distill_coverage {
         eprintln!("distilling from {}: {linked} of {total} training mentions linked to a KG node", cfg.teacher.as_ref().map_or(String::new(), |p| p.display().to_string()));
+    }
+    if !cfg.span_teacher.is_empty() {
+        eprintln!("targets softened (λ {}) by the span probabilities of {}", cfg.span_teacher_weight, cfg.span_teacher.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + "));
     }
     let bar = ProgressBar::new(cfg.steps as u64).with_position(trainer.state.step as u64);
     bar.set_style(

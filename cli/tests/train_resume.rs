@@ -391,3 +391,59 @@ fn sentence_level_iob_packs_consecutive_sentences_with_document_context() {
     assert_eq!(gold(true), n_gold as u64);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A mistyped label map fails before the run folder is made, so the same
+/// command with the map fixed starts the run (no "already holds a run").
+#[test]
+fn a_bad_label_map_leaves_no_run_folder() {
+    let dir = scratch("bad-labels");
+    let corpus = tiny_corpus(&dir, 4);
+    let out = dir.join("run");
+    let run = Command::new(KOGNER)
+        .args(["train", "--labels", "ncbi", "--steps", "1"])
+        .arg("--train")
+        .arg(&corpus)
+        .arg("--init")
+        .arg(shared().join("fixtures/gliner/deberta-tiny"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("--labels") && stderr.contains("ncbi-disease"), "{stderr}");
+    assert!(!out.exists(), "a failed start left {}", out.display());
+    train_one_step(&corpus, &out, &["--labels", "ncbi-disease"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--span-teacher` (repeated: an ensemble) reaches the run's settings, and
+/// a folder that is not a GLiNER model is refused, naming it, before the
+/// run folder is made.
+#[test]
+fn span_teachers_are_settings_and_a_bad_one_is_named() {
+    let dir = scratch("span-teacher");
+    let corpus = tiny_corpus(&dir, 4);
+    let tiny = shared().join("fixtures/gliner/deberta-tiny");
+    let tiny = tiny.to_str().unwrap();
+    let stderr = train_one_step(&corpus, &dir.join("run"), &["--labels", "ncbi-disease", "--span-teacher", tiny, "--span-teacher", tiny, "--span-teacher-weight", "0.3"]);
+    assert!(stderr.contains("softened (λ 0.3)"), "{stderr}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run/train_config.json")).unwrap()).unwrap();
+    assert_eq!(saved["span_teacher"].as_array().map(Vec::len), Some(2));
+
+    let out = dir.join("bad");
+    let run = Command::new(KOGNER)
+        .args(["train", "--labels", "ncbi-disease", "--steps", "1", "--span-teacher"])
+        .arg(&dir)
+        .arg("--train")
+        .arg(&corpus)
+        .arg("--init")
+        .arg(tiny)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains(dir.to_str().unwrap()), "{stderr}");
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

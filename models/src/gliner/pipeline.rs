@@ -81,10 +81,10 @@ pub fn model_inputs(batch: &GlinerBatch) -> Result<(EncoderInputs, HeadInputs)> 
 /// products of a short text into slivers: whole batches per thread ran
 /// 1.2–1.5× faster (2 threads). Each batch's numbers do not depend on which
 /// thread ran it.
-fn for_each_batch<'u, R: Send>(
-    batches: &[&'u [Unit]],
-    run: impl Fn(&'u [Unit]) -> Result<R> + Sync,
-    mut take: impl FnMut(&'u [Unit], R),
+pub fn for_each_batch<'u, U: Sync, R: Send>(
+    batches: &[&'u [U]],
+    run: impl Fn(&'u [U]) -> Result<R> + Sync,
+    mut take: impl FnMut(&'u [U], R),
 ) -> Result<()> {
     let threads = rayon::current_num_threads().min(batches.len());
     if threads <= 1 {

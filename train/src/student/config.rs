@@ -78,6 +78,14 @@ pub struct TrainConfig {
     /// teacher (measured on BC5CDR; see the README).
     pub freeze_mlp_dist: bool,
 
+    /// Ensemble distillation: GLiNER folders (one model, or an ensemble
+    /// whose probabilities are averaged) that score every training span
+    /// before the run; targets become `(1 − span_teacher_weight)·gold +
+    /// span_teacher_weight·p` (see `span_teacher.rs`). Empty = gold only.
+    pub span_teacher: Vec<PathBuf>,
+    /// λ in [0, 1].
+    pub span_teacher_weight: f64,
+
     /// Widest span in words (GLiNER's `max_width`).
     pub max_width: usize,
     /// Longest example in words; longer documents are cut at sentences.
@@ -154,6 +162,8 @@ impl Default for TrainConfig {
             distill_hidden: 256,
             distill_dim: 58,
             freeze_mlp_dist: false,
+            span_teacher: Vec::new(),
+            span_teacher_weight: 0.5,
             max_width: 12,
             max_len: 384,
             context: "sentence".into(),
@@ -226,6 +236,9 @@ impl TrainConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(field, format!("{v} must be a finite number ≥ 0"));
             }
+        }
+        if !(0.0..=1.0).contains(&self.span_teacher_weight) {
+            return bad("span_teacher_weight", format!("{} must be in [0, 1]", self.span_teacher_weight));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} must be in [0, 1)", self.dropout));
@@ -313,6 +326,7 @@ mod tests {
         assert!(err(("batch_size", Value::from(0))).contains("batch_size"));
         assert!(err(("scheduler", Value::from("step"))).contains("scheduler"));
         assert!(err(("ema_decay", Value::from(1.0))).contains("ema_decay"));
+        assert!(err(("span_teacher_weight", Value::from(1.5))).contains("span_teacher_weight"));
         assert!(err(("init", Value::from("g"))).contains("either"));
         assert!(err(("teacher_kg", Value::from("kg"))).contains("`teacher_kg`: applies only when distilling"));
         assert!(err(("freeze_mlp_dist", Value::from(true))).contains("`freeze_mlp_dist`: applies only when distilling"));

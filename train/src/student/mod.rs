@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod sampler;
 pub mod shards;
+pub mod span_teacher;
 pub mod targets;
 pub mod trainer;
 

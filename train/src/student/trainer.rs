@@ -33,6 +33,7 @@ use super::evaluate::evaluate_model;
 use super::metrics::{curve_svg, MetricsLog};
 use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM, SHARD_STREAM};
 use super::shards::{part_of_mean, partition, Shards};
+use super::span_teacher::SpanTeacher;
 use super::targets::{loss_mask, span_targets};
 use crate::data::{to_examples, ConvertOptions, Document, Example, LabelMap, Unmapped};
 use crate::eval::EvalReport;
@@ -77,6 +78,8 @@ pub struct Trainer {
     /// (linked, total) training mentions when the run distils (linked: to a
     /// teacher node, by concept id or name).
     pub distill_coverage: Option<(usize, usize)>,
+    /// Soft span targets (the `span_teacher` setting).
+    span_teacher: Option<SpanTeacher>,
     /// What the optimiser updates: the model's parameters (+ the distillation heads').
     train_params: ParamStore,
     opt: AdamW,
@@ -109,6 +112,28 @@ impl Trainer {
     pub fn new(config: TrainConfig, resume: bool) -> Result<Trainer> {
         config.validate()?;
         let out = config.out.clone().expect("validated");
+        // The data first: a bad corpus, label map or span teacher fails
+        // before a run folder is made.
+        let map = label_map(config.labels.as_deref().unwrap_or(&config.train_format))?;
+        let format: Format = config.train_format.parse()?;
+        let train_path = config.train.clone().expect("validated");
+        let by_sentence = config.context == "sentence";
+        let (docs, pre_split) = read_corpus(&train_path, format, config.train_exclude_ids.as_deref(), !by_sentence)?;
+        let labels = prompt_labels(&map, &docs)?;
+        let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: !pre_split && by_sentence, split_at_mentions: config.split_at_mentions })
+            .map_err(|e| Error::Msg(format!("{}: {e}", train_path.display())))?;
+        if conv.examples.is_empty() {
+            return Err(Error::file(&train_path, "no training examples (no document has words)"));
+        }
+        let (dev, dev_pre_split) = match &config.dev {
+            Some(p) => read_corpus(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None, !by_sentence)?,
+            None => (Vec::new(), true),
+        };
+        let span_teacher = match config.span_teacher.as_slice() {
+            [] => None,
+            dirs => Some(SpanTeacher::compute(dirs, &conv.examples, &labels, config.max_width, config.span_teacher_weight, config.eval_batch_size)?),
+        };
+
         let ckpt = out.join(CHECKPOINT);
         if resume {
             checkpoint::recover(&out)?;
@@ -131,23 +156,7 @@ impl Trainer {
         let state = checkpoint::load_state(&ckpt)?;
         let files = ModelFiles::read(&ckpt)?;
         let predictor = Predictor::load(&ckpt)?;
-
-        let map = label_map(config.labels.as_deref().unwrap_or(&config.train_format))?;
-        let format: Format = config.train_format.parse()?;
-        let train_path = config.train.clone().expect("validated");
-        let by_sentence = config.context == "sentence";
-        let (docs, pre_split) = read_corpus(&train_path, format, config.train_exclude_ids.as_deref(), !by_sentence)?;
-        let labels = prompt_labels(&map, &docs)?;
-        let conv = to_examples(&docs, &map, &ConvertOptions { max_len: config.max_len, split_sentences: !pre_split && by_sentence, split_at_mentions: config.split_at_mentions })
-            .map_err(|e| Error::Msg(format!("{}: {e}", train_path.display())))?;
-        if conv.examples.is_empty() {
-            return Err(Error::file(&train_path, "no training examples (no document has words)"));
-        }
         write_unmapped(&out.join(UNMAPPED_FILE), &conv.unmapped)?;
-        let (dev, dev_pre_split) = match &config.dev {
-            Some(p) => read_corpus(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None, !by_sentence)?,
-            None => (Vec::new(), true),
-        };
 
         let hyper = GlinerGroupHyper {
             encoder_lr: config.lr_encoder,
@@ -201,6 +210,7 @@ impl Trainer {
             files,
             distiller,
             distill_coverage,
+            span_teacher,
             train_params,
             opt,
             ema,
@@ -333,7 +343,7 @@ impl Trainer {
                 let batch = self.predictor.processor.encode(&items)?;
                 let examples: Vec<&Example> = group.iter().map(|&i| chosen[i]).collect();
                 let links = self.distiller.as_ref().map(|d| d.links(&batch, &examples));
-                Ok(Shard { batch, examples, links })
+                Ok(Shard { batch, examples, example_ids: group.iter().map(|&i| picked[i]).collect(), links })
             })
             .collect::<Result<_>>()?;
         // What the whole micro-batch's means divide by: its padded logits
@@ -372,7 +382,10 @@ impl Trainer {
     fn shard_grads(&self, shard: &Shard<'_>, dropout_seed: u64, whole: &Whole) -> Result<(Grads, f64, f64)> {
         let batch = &shard.batch;
         let spans: Vec<&[(usize, usize, String)]> = shard.examples.iter().map(|ex| ex.spans.as_slice()).collect();
-        let targets = span_targets(batch, &spans)?;
+        let mut targets = span_targets(batch, &spans)?;
+        if let Some(teacher) = &self.span_teacher {
+            targets = teacher.soften(&targets, batch, &shard.example_ids)?;
+        }
         let mask = loss_mask(batch)?;
         let (enc, head) = model_inputs(batch)?;
         let out = self.predictor.model.forward(&enc, &head, &Mode::training(dropout_seed))?;
@@ -422,6 +435,8 @@ impl Trainer {
 struct Shard<'a> {
     batch: GlinerBatch,
     examples: Vec<&'a Example>,
+    /// Their indices in the training examples.
+    example_ids: Vec<usize>,
     links: Option<Links>,
 }
 
@@ -566,6 +581,44 @@ mod tests {
                         close(*a / (1.0 + scale), *b / (1.0 + scale), "gradient");
                     }
                 }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The gradient is linear in the targets, `σ(x) − t`: a span teacher
+    /// that is the starting model itself (no dropout) predicts σ(x), so at
+    /// λ = 1 the gradient vanishes and at λ = ½ it is half the gold one.
+    #[test]
+    fn span_teacher_targets_blend_gold_with_its_probabilities() {
+        let dir = std::env::temp_dir().join(format!("kogner-span-teacher-{}", std::process::id()));
+        let (model, corpus, _) = setup(&dir);
+        let grads_at = |name: &str, weight: Option<f64>| {
+            let config = TrainConfig {
+                train: Some(corpus.clone()),
+                train_format: "pubtator".into(),
+                labels: Some("ncbi-disease".into()),
+                init: Some(model.clone()),
+                out: Some(dir.join(name)),
+                steps: 1,
+                dropout: 0.0,
+                span_teacher: weight.map(|_| vec![model.clone()]).unwrap_or_default(),
+                span_teacher_weight: weight.unwrap_or(0.5),
+                ..TrainConfig::default()
+            };
+            let mut t = Trainer::new(config, false).unwrap();
+            let picked: Vec<usize> = (0..8).map(|p| t.order.at(p)).collect();
+            let (grads, ..) = t.micro_batch_grads(0, &picked).unwrap();
+            t.train_params.iter().map(|(name, var)| (name.clone(), grads.get(var).map(|g| g.to_f64_vec().unwrap()))).collect::<Vec<_>>()
+        };
+        let (gold, half, own) = (grads_at("gold", None), grads_at("half", Some(0.5)), grads_at("own", Some(1.0)));
+        let norm = |g: &[(String, Option<Vec<f64>>)]| g.iter().flat_map(|(_, v)| v.iter().flatten()).map(|x| x * x).sum::<f64>().sqrt();
+        let gold_norm = norm(&gold);
+        assert!(gold_norm > 1.0, "gold gradient norm {gold_norm}");
+        assert!(norm(&own) < 1e-3 * gold_norm, "λ = 1 on its own predictions: gradient norm {} vs gold {gold_norm}", norm(&own));
+        for ((name, g), (_, h)) in gold.iter().zip(&half) {
+            for (a, b) in g.iter().flatten().zip(h.iter().flatten()) {
+                assert!((b - 0.5 * a).abs() <= 1e-3 * gold_norm, "{name}: {b} at λ = ½ vs gold {a}");
             }
         }
         std::fs::remove_dir_all(&dir).unwrap();
