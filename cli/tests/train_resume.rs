@@ -392,6 +392,26 @@ fn sentence_level_iob_packs_consecutive_sentences_with_document_context() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Starts a run of the tiny fixture model on `corpus` into `out` with
+/// `args`, which must fail before making the run folder; its stderr.
+fn failed_start(corpus: &Path, out: &Path, args: &[&str]) -> String {
+    let run = Command::new(KOGNER)
+        .args(["train", "--steps", "1"])
+        .args(args)
+        .arg("--train")
+        .arg(corpus)
+        .arg("--init")
+        .arg(shared().join("fixtures/gliner/deberta-tiny"))
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(!run.status.success(), "{args:?} must fail");
+    assert!(!out.exists(), "a failed start left {}", out.display());
+    stderr
+}
+
 /// A mistyped label map fails before the run folder is made, so the same
 /// command with the map fixed starts the run (no "already holds a run").
 #[test]
@@ -399,19 +419,8 @@ fn a_bad_label_map_leaves_no_run_folder() {
     let dir = scratch("bad-labels");
     let corpus = tiny_corpus(&dir, 4);
     let out = dir.join("run");
-    let run = Command::new(KOGNER)
-        .args(["train", "--labels", "ncbi", "--steps", "1"])
-        .arg("--train")
-        .arg(&corpus)
-        .arg("--init")
-        .arg(shared().join("fixtures/gliner/deberta-tiny"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success() && stderr.contains("--labels") && stderr.contains("ncbi-disease"), "{stderr}");
-    assert!(!out.exists(), "a failed start left {}", out.display());
+    let stderr = failed_start(&corpus, &out, &["--labels", "ncbi"]);
+    assert!(stderr.contains("--labels") && stderr.contains("ncbi-disease"), "{stderr}");
     train_one_step(&corpus, &out, &["--labels", "ncbi-disease"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -430,20 +439,8 @@ fn span_teachers_are_settings_and_a_bad_one_is_named() {
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run/train_config.json")).unwrap()).unwrap();
     assert_eq!(saved["span_teacher"].as_array().map(Vec::len), Some(2));
 
-    let out = dir.join("bad");
-    let run = Command::new(KOGNER)
-        .args(["train", "--labels", "ncbi-disease", "--steps", "1", "--span-teacher"])
-        .arg(&dir)
-        .arg("--train")
-        .arg(&corpus)
-        .arg("--init")
-        .arg(tiny)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success() && stderr.contains(dir.to_str().unwrap()), "{stderr}");
-    assert!(!out.exists());
+    let not_a_model = dir.to_str().unwrap();
+    let stderr = failed_start(&corpus, &dir.join("bad"), &["--labels", "ncbi-disease", "--span-teacher", not_a_model]);
+    assert!(stderr.contains(not_a_model), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
