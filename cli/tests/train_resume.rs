@@ -324,9 +324,9 @@ fn a_distilling_run_adds_the_weighted_kg_loss_and_resumes_with_the_same_losses()
 }
 
 /// One training step (batch 2, max width 6) of the tiny fixture model on
-/// `corpus` with `args` added, into `out`; its stderr, the run having succeeded.
-fn train_one_step(corpus: &Path, out: &Path, args: &[&str]) -> String {
-    let run = Command::new(KOGNER)
+/// `corpus` with `args` added, into `out`.
+fn run_one_step(corpus: &Path, out: &Path, args: &[&str]) -> Output {
+    Command::new(KOGNER)
         .args(["train", "--steps", "1", "--batch-size", "2", "--max-width", "6"])
         .args(args)
         .arg("--train")
@@ -337,10 +337,23 @@ fn train_one_step(corpus: &Path, out: &Path, args: &[&str]) -> String {
         .arg(out)
         .env("RAYON_NUM_THREADS", "2")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// [`run_one_step`]'s stderr, the run having succeeded.
+fn train_one_step(corpus: &Path, out: &Path, args: &[&str]) -> String {
+    let run = run_one_step(corpus, out, args);
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert!(run.status.success(), "{stderr}");
     stderr
+}
+
+/// [`run_one_step`]'s stderr, the run having failed before making its folder.
+fn failed_start(corpus: &Path, out: &Path, args: &[&str]) -> String {
+    let run = run_one_step(corpus, out, args);
+    assert!(!run.status.success(), "{args:?} must fail");
+    assert!(!out.exists(), "a failed start left {}", out.display());
+    String::from_utf8_lossy(&run.stderr).into_owned()
 }
 
 /// GLiNER JSON records are GLiNER's training examples: `kogner train` takes
@@ -390,26 +403,6 @@ fn sentence_level_iob_packs_consecutive_sentences_with_document_context() {
     assert_eq!(gold(false), n_gold as u64);
     assert_eq!(gold(true), n_gold as u64);
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// Starts a run of the tiny fixture model on `corpus` into `out` with
-/// `args`, which must fail before making the run folder; its stderr.
-fn failed_start(corpus: &Path, out: &Path, args: &[&str]) -> String {
-    let run = Command::new(KOGNER)
-        .args(["train", "--steps", "1"])
-        .args(args)
-        .arg("--train")
-        .arg(corpus)
-        .arg("--init")
-        .arg(shared().join("fixtures/gliner/deberta-tiny"))
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
-    assert!(!run.status.success(), "{args:?} must fail");
-    assert!(!out.exists(), "a failed start left {}", out.display());
-    stderr
 }
 
 /// A mistyped label map fails before the run folder is made, so the same
