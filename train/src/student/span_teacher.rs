@@ -54,7 +54,7 @@ impl SpanTeacher {
             for (b, &ex) in chunk.iter().enumerate() {
                 let dst = &mut probs[ex];
                 for (ci, label) in batch.labels[b].iter().enumerate() {
-                    let li = label_index[label];
+                    let Some(&li) = label_index.get(label) else { continue };
                     for s in 0..batch.text_lengths[b] {
                         for width in 0..k.min(max_width) {
                             if batch.span_mask[(b * w + s) * k + width] {
