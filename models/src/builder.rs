@@ -7,7 +7,7 @@
 //! so the model round-trips through safetensors by name.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use kogner_autograd::{ParamStore, Var};
@@ -64,6 +64,15 @@ impl TensorSource for TensorMap {
     fn describe(&self) -> String {
         self.name.clone()
     }
+}
+
+/// A model folder's weight file: `model.safetensors`, else `pytorch_model.bin`.
+pub fn weight_file(dir: &Path) -> Result<PathBuf> {
+    ["model.safetensors", "pytorch_model.bin"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::file(dir, "no model.safetensors or pytorch_model.bin in the model folder"))
 }
 
 /// Open a weight file by extension: `.safetensors` or a PyTorch `.bin`.

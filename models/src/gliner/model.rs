@@ -1,13 +1,13 @@
 //! A GLiNER model folder as Hugging Face hosts it: `gliner_config.json`,
 //! `model.safetensors` or `pytorch_model.bin`, `tokenizer.json`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kogner_autograd::{ParamStore, Var};
-use kogner_tensor::{Error, Result, Tensor};
+use kogner_tensor::{Result, Tensor};
 
 use super::head::{GlinerHead, HeadInputs, HeadOutput};
-use crate::builder::{open_weights, ParamBuilder, TensorSource};
+use crate::builder::{open_weights, weight_file, ParamBuilder, TensorSource};
 use crate::config::GlinerConfig;
 use crate::encoder::{Encoder, EncoderOutput};
 use crate::nn::Mode;
@@ -77,13 +77,3 @@ impl Gliner {
     }
 }
 
-/// `model.safetensors`, else `pytorch_model.bin`.
-pub fn weight_file(dir: &Path) -> Result<PathBuf> {
-    for name in ["model.safetensors", "pytorch_model.bin"] {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    Err(Error::file(dir, "no model.safetensors or pytorch_model.bin in the model folder"))
-}

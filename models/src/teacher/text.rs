@@ -16,7 +16,7 @@ use kogner_tensor::{Error, Result, Tensor};
 use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::builder::{open_weights, ParamBuilder};
+use crate::builder::{open_weights, weight_file, ParamBuilder};
 use crate::config::EncoderConfig;
 use crate::encoder::Encoder;
 use crate::nn::Mode;
@@ -62,9 +62,7 @@ impl SentenceEncoder {
             return Err(Error::file(&st_path, format!("max_seq_length {max_seq_length} must be in 3..={}", config.max_tokens())));
         }
 
-        let weights = ["model.safetensors", "pytorch_model.bin"].iter().map(|f| dir.join(f)).find(|p| p.is_file());
-        let weights = weights.ok_or_else(|| Error::file(dir, "no model.safetensors or pytorch_model.bin"))?;
-        let mut encoder = Encoder::new(&ParamBuilder::from_source(open_weights(&weights)?), &config)?;
+        let mut encoder = Encoder::new(&ParamBuilder::from_source(open_weights(&weight_file(dir)?)?), &config)?;
         // Frozen: weights packed once for the GEMM.
         encoder.pack_for_inference()?;
 

@@ -17,7 +17,7 @@ use tokenizers::Tokenizer;
 
 use kogner_autograd::ops::loss::{cross_entropy, Reduction};
 use kogner_autograd::{no_grad, Grads, ParamStore, Var};
-use kogner_models::builder::{open_weights, ParamBuilder};
+use kogner_models::builder::{open_weights, weight_file, ParamBuilder};
 use kogner_models::config::EncoderConfig;
 use kogner_models::encoder::mlm_head::{MlmHead, MLM_HEAD_PREFIX};
 use kogner_models::encoder::Encoder;
@@ -152,10 +152,6 @@ fn token_id(tok: &Tokenizer, token: &str, path: &Path) -> Result<u32> {
     tok.token_to_id(token).ok_or_else(|| Error::file(path, format!("the tokenizer has no {token} token")))
 }
 
-fn weights_path(dir: &Path) -> Result<PathBuf> {
-    WEIGHT_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()).ok_or_else(|| Error::file(dir, "no model.safetensors or pytorch_model.bin"))
-}
-
 impl MlmTrainer {
     /// Start a run in `config.out` (which must not hold one).
     pub fn new(config: MlmConfig) -> Result<MlmTrainer> {
@@ -166,7 +162,7 @@ impl MlmTrainer {
         }
         let dir = &config.encoder;
         let enc_config = EncoderConfig::from_hf_file(&dir.join("config.json"))?;
-        let weights = weights_path(dir)?;
+        let weights = weight_file(dir)?;
         // The encoder must come whole from its file; the head may be absent (then fresh).
         let enc_builder = ParamBuilder::from_source(open_weights(&weights)?);
         let encoder = Encoder::new(&enc_builder, &enc_config)?;
