@@ -112,8 +112,22 @@ impl Trainer {
     pub fn new(config: TrainConfig, resume: bool) -> Result<Trainer> {
         config.validate()?;
         let out = config.out.clone().expect("validated");
-        // The data first: a bad corpus, label map or span teacher fails
-        // before a run folder is made.
+        let ckpt = out.join(CHECKPOINT);
+        if resume {
+            checkpoint::recover(&out)?;
+            if !ckpt.is_dir() {
+                return Err(Error::file(&out, "--resume: no checkpoint/ in the run folder"));
+            }
+            let saved = read_saved_config(&out.join(CONFIG_FILE))?;
+            if saved != config {
+                return Err(Error::file(out.join(CONFIG_FILE), format!("--resume: settings differ from the saved run's ({})", differing_fields(&saved, &config))));
+            }
+        } else if ckpt.exists() || out.join(format!("{CHECKPOINT}.old")).exists() {
+            return Err(Error::file(&out, "already holds a run: continue it with --resume or choose another --out"));
+        }
+        // The data (and the minutes of span-teacher scoring) after the cheap
+        // checks of the folder and before a fresh run's folder is made: a
+        // bad corpus, label map or span teacher leaves no folder behind.
         let map = label_map(config.labels.as_deref().unwrap_or(&config.train_format))?;
         let format: Format = config.train_format.parse()?;
         let train_path = config.train.clone().expect("validated");
@@ -134,20 +148,7 @@ impl Trainer {
             dirs => Some(SpanTeacher::compute(dirs, &conv.examples, &labels, config.max_width, config.span_teacher_weight, config.eval_batch_size)?),
         };
 
-        let ckpt = out.join(CHECKPOINT);
-        if resume {
-            checkpoint::recover(&out)?;
-            if !ckpt.is_dir() {
-                return Err(Error::file(&out, "--resume: no checkpoint/ in the run folder"));
-            }
-            let saved = read_saved_config(&out.join(CONFIG_FILE))?;
-            if saved != config {
-                return Err(Error::file(out.join(CONFIG_FILE), format!("--resume: settings differ from the saved run's ({})", differing_fields(&saved, &config))));
-            }
-        } else {
-            if ckpt.exists() || out.join(format!("{CHECKPOINT}.old")).exists() {
-                return Err(Error::file(&out, "already holds a run: continue it with --resume or choose another --out"));
-            }
+        if !resume {
             std::fs::create_dir_all(&out).map_err(|e| Error::file(&out, e))?;
             let json = serde_json::to_string_pretty(&config).map_err(|e| Error::Msg(e.to_string()))?;
             write_atomic(out.join(CONFIG_FILE), json.as_bytes())?;
