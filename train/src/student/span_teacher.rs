@@ -36,8 +36,7 @@ impl SpanTeacher {
     /// `labels`, for spans up to `max_width` words; `weight` is λ.
     pub fn compute(dirs: &[PathBuf], examples: &[Example], labels: &[String], max_width: usize, weight: f64, batch_size: usize) -> Result<SpanTeacher> {
         let predictor = Predictor::load_ensemble_for_inference(dirs)?;
-        let c = labels.len();
-        let mut probs: Vec<Vec<f32>> = examples.iter().map(|ex| vec![f32::NAN; ex.words.len() * max_width * c]).collect();
+        let mut probs: Vec<Vec<f32>> = examples.iter().map(|ex| vec![f32::NAN; ex.words.len() * max_width * labels.len()]).collect();
         // Longest first, so similar lengths share a batch (less padding).
         let mut order: Vec<usize> = (0..examples.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(examples[i].words.len()));
@@ -50,19 +49,9 @@ impl SpanTeacher {
         };
         let label_index: HashMap<String, usize> = labels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect();
         for_each_batch(&batches, run, |chunk, (batch, p)| {
-            let (w, k, bc) = (batch.num_words, batch.max_width, batch.num_classes);
             for (b, &ex) in chunk.iter().enumerate() {
                 let dst = &mut probs[ex];
-                for (ci, label) in batch.labels[b].iter().enumerate() {
-                    let Some(&li) = label_index.get(label) else { continue };
-                    for s in 0..batch.text_lengths[b] {
-                        for width in 0..k.min(max_width) {
-                            if batch.span_mask[(b * w + s) * k + width] {
-                                dst[(s * max_width + width) * c + li] = p[((b * w + s) * k + width) * bc + ci];
-                            }
-                        }
-                    }
-                }
+                for_each_span(&batch, b, &label_index, max_width, |slot, kept| dst[kept] = p[slot]);
             }
         })
         .map_err(|e| Error::Msg(format!("span teacher {}: {e}", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))))?;
@@ -73,23 +62,33 @@ impl SpanTeacher {
     /// example `example_ids[b]`, blended with the teacher's probabilities.
     pub fn soften(&self, targets: &Tensor, batch: &GlinerBatch, example_ids: &[usize]) -> Result<Tensor> {
         let mut t = targets.to_vec::<f32>()?;
-        let (w, k, c) = (batch.num_words, batch.max_width, batch.num_classes);
-        let tc = self.label_index.len();
         for (b, &ex) in example_ids.iter().enumerate() {
             let probs = &self.probs[ex];
-            for (ci, label) in batch.labels[b].iter().enumerate() {
-                let Some(&li) = self.label_index.get(label) else { continue };
-                for s in 0..batch.text_lengths[b] {
-                    for width in 0..k.min(self.max_width) {
-                        let p = probs[(s * self.max_width + width) * tc + li];
-                        if p.is_finite() {
-                            let slot = ((b * w + s) * k + width) * c + ci;
-                            t[slot] = (1.0 - self.weight) * t[slot] + self.weight * p;
-                        }
-                    }
+            for_each_span(batch, b, &self.label_index, self.max_width, |slot, kept| {
+                if probs[kept].is_finite() {
+                    t[slot] = (1.0 - self.weight) * t[slot] + self.weight * probs[kept];
+                }
+            });
+        }
+        Tensor::from_vec(t, targets.shape())
+    }
+}
+
+/// Calls `f(slot, kept)` for every valid span (narrower than `max_width`)
+/// × known label of example `b` of `batch`: `slot` indexes the batch's
+/// `[B, W, K, C]` scores, `kept` the example's stored `[words, max_width,
+/// label_index.len()]` probabilities.
+fn for_each_span(batch: &GlinerBatch, b: usize, label_index: &HashMap<String, usize>, max_width: usize, mut f: impl FnMut(usize, usize)) {
+    let (w, k, c, tc) = (batch.num_words, batch.max_width, batch.num_classes, label_index.len());
+    for (ci, label) in batch.labels[b].iter().enumerate() {
+        let Some(&li) = label_index.get(label) else { continue };
+        for s in 0..batch.text_lengths[b] {
+            for width in 0..k.min(max_width) {
+                let span = (b * w + s) * k + width;
+                if batch.span_mask[span] {
+                    f(span * c + ci, (s * max_width + width) * tc + li);
                 }
             }
         }
-        Tensor::from_vec(t, targets.shape())
     }
 }
