@@ -71,6 +71,10 @@ pub struct TrainArgs {
     /// Evaluate and keep an exponential moving average of the weights with this decay (e.g. 0.999; 0: off).
     #[arg(long)]
     ema_decay: Option<f64>,
+    /// Layer-wise learning-rate decay of the encoder (e.g. 0.8): a layer k below the top trains at
+    /// lr-encoder × decay^k, the embeddings lowest; 1: off.
+    #[arg(long)]
+    layer_lr_decay: Option<f64>,
     /// KoGNER teacher file (`kogner teacher --out`): distil spans whose gold concept id is a KG
     /// node into the student (PubTator corpora carry the ids).
     #[arg(long)]
@@ -167,6 +171,7 @@ impl TrainArgs {
         put("warmup_ratio", self.warmup_ratio.map(|v| json!(v)));
         put("max_grad_norm", self.max_grad_norm.map(|v| json!(v)));
         put("ema_decay", self.ema_decay.map(|v| json!(v)));
+        put("layer_lr_decay", self.layer_lr_decay.map(|v| json!(v)));
         put("teacher", path(&self.teacher));
         put("teacher_kg", path(&self.teacher_kg));
         put("distill_weight", self.distill_weight.map(|v| json!(v)));

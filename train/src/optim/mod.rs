@@ -20,5 +20,5 @@ pub use accumulate::GradAccumulator;
 pub use adamw::{AdamState, AdamW, AdamWConfig};
 pub use clip::{clip_coef, clip_grad_norm, ClipStats};
 pub use ema::Ema;
-pub use groups::{gliner_param_groups, is_decayed, split_param_groups, GlinerGroupHyper, ParamGroup, GLINER_ENCODER_MARKER};
+pub use groups::{gliner_param_groups, is_decayed, layer_decayed_groups, split_param_groups, GlinerGroupHyper, ParamGroup, GLINER_ENCODER_MARKER};
 pub use schedule::Schedule;

@@ -54,6 +54,10 @@ pub struct TrainConfig {
     /// which dev evaluation, `best/` and a dev-less run's final model use;
     /// 0 = off (GLiNER's behaviour: the last weights).
     pub ema_decay: f64,
+    /// Layer-wise learning-rate decay of the encoder (ELECTRA's
+    /// `layerwise_lr_decay`, e.g. 0.8): a layer k depths below the top
+    /// trains at `lr_encoder`·decay^k (see `layer_decayed_groups`); 1 = off.
+    pub layer_lr_decay: f64,
 
     /// KoGNER: a teacher file (`kogner teacher --out`). Training spans whose
     /// gold concept id is one of its nodes are distilled (SPEC §5.3):
@@ -155,6 +159,7 @@ impl Default for TrainConfig {
             adam_beta2: 0.999,
             adam_eps: 1e-8,
             ema_decay: 0.0,
+            layer_lr_decay: 1.0,
             teacher: None,
             teacher_kg: None,
             bce_weight: 0.8,
@@ -246,6 +251,9 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.ema_decay) {
             return bad("ema_decay", format!("{} must be in [0, 1) (0 = off)", self.ema_decay));
         }
+        if !(self.layer_lr_decay > 0.0 && self.layer_lr_decay <= 1.0) {
+            return bad("layer_lr_decay", format!("{} must be in (0, 1] (1 = off)", self.layer_lr_decay));
+        }
         if !(0.0..1.0).contains(&self.threshold) {
             return bad("threshold", format!("{} must be in [0, 1)", self.threshold));
         }
@@ -326,6 +334,8 @@ mod tests {
         assert!(err(("batch_size", Value::from(0))).contains("batch_size"));
         assert!(err(("scheduler", Value::from("step"))).contains("scheduler"));
         assert!(err(("ema_decay", Value::from(1.0))).contains("ema_decay"));
+        assert!(err(("layer_lr_decay", Value::from(0.0))).contains("layer_lr_decay"));
+        assert!(err(("layer_lr_decay", Value::from(1.2))).contains("layer_lr_decay"));
         assert!(err(("span_teacher_weight", Value::from(1.5))).contains("span_teacher_weight"));
         assert!(err(("init", Value::from("g"))).contains("either"));
         assert!(err(("teacher_kg", Value::from("kg"))).contains("`teacher_kg`: applies only when distilling"));

@@ -37,7 +37,7 @@ use super::span_teacher::SpanTeacher;
 use super::targets::{loss_mask, span_targets};
 use crate::data::{to_examples, ConvertOptions, Document, Example, LabelMap, Unmapped};
 use crate::eval::EvalReport;
-use crate::optim::{clip_coef, gliner_param_groups, AdamW, AdamWConfig, Ema, GlinerGroupHyper, GradAccumulator, Schedule};
+use crate::optim::{clip_coef, gliner_param_groups, layer_decayed_groups, AdamW, AdamWConfig, Ema, GlinerGroupHyper, GradAccumulator, Schedule};
 
 const CONFIG_FILE: &str = "train_config.json";
 const METRICS_FILE: &str = "metrics.jsonl";
@@ -181,7 +181,7 @@ impl Trainer {
         if let Some(d) = &distiller {
             train_params.extend(&d.params)?;
         }
-        let groups = gliner_param_groups(&train_params, &hyper);
+        let groups = layer_decayed_groups(gliner_param_groups(&train_params, &hyper), config.layer_lr_decay);
         let mut opt = AdamW::new(groups, AdamWConfig { beta1: config.adam_beta1, beta2: config.adam_beta2, eps: config.adam_eps })?;
         opt.load_state(checkpoint::optimizer_file(&ckpt), &train_params)?;
         let ema = match config.ema_decay {
