@@ -121,6 +121,16 @@ pub struct TrainArgs {
     focal_alpha: Option<f64>,
     #[arg(long)]
     focal_gamma: Option<f64>,
+    /// Targets become t·(1 − ε) + ε/2 (GLiNER's label_smoothing; default 0).
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// Negative sampling: which zero-target loss elements --negatives thins out: none, global (any;
+    /// the default, as GLiNER), label (classes the example lacks) or span (spans without a class).
+    #[arg(long)]
+    masking: Option<String>,
+    /// The probability each such negative is kept (default 1: all).
+    #[arg(long)]
+    negatives: Option<f64>,
     /// all (every label in every example) or gliner (GLiNER's negative label sampling).
     #[arg(long)]
     label_sampling: Option<String>,
@@ -185,6 +195,9 @@ impl TrainArgs {
         put("loss_reduction", self.loss_reduction.as_ref().map(|v| json!(v)));
         put("focal_alpha", self.focal_alpha.map(|v| json!(v)));
         put("focal_gamma", self.focal_gamma.map(|v| json!(v)));
+        put("label_smoothing", self.label_smoothing.map(|v| json!(v)));
+        put("masking", self.masking.as_ref().map(|v| json!(v)));
+        put("negatives", self.negatives.map(|v| json!(v)));
         put("label_sampling", self.label_sampling.as_ref().map(|v| json!(v)));
         put("context", self.context.as_ref().map(|v| json!(v)));
         put("split_at_mentions", self.split_at_mentions.map(|v| json!(v)));

@@ -17,7 +17,7 @@ use kogner_models::gliner::words::Word;
 use kogner_models::nn::Mode;
 use kogner_tensor::safetensors_io::SafeTensorsFile;
 use kogner_tensor::{DType, Tensor};
-use kogner_train::student::targets::{loss_mask, span_targets};
+use kogner_train::student::targets::{loss_mask, negative_mask, smooth_targets, span_targets, NegativeMasking};
 use kogner_train::optim::{clip_grad_norm, gliner_param_groups, AdamW, AdamWConfig, GlinerGroupHyper, Schedule};
 use serde_json::Value;
 
@@ -179,7 +179,11 @@ fn gliner_training_step_matches_torch() {
     // × span mask × label mask, summed.
     let kw = &spec["loss"]["kwargs"];
     assert_eq!((kw["alpha"].as_f64(), kw["gamma"].as_f64(), kw["reduction"].as_str()), (Some(-1.0), Some(0.0), Some("sum")));
-    assert_eq!((kw["masking"].as_str(), kw["negatives"].as_f64()), (Some("global"), Some(1.0)));
+    assert_eq!((kw["masking"].as_str(), kw["negatives"].as_f64(), kw["label_smoothing"].as_f64()), (Some("global"), Some(1.0), Some(0.0)));
+    // The same settings through kogner's negative sampling and smoothing (which must then change nothing).
+    let masking: NegativeMasking = kw["masking"].as_str().expect("masking").parse().expect("masking");
+    let mask = mask.mul(&negative_mask(&targets, masking, 1.0, &vec![7; b]).expect("negative mask")).expect("mask");
+    let targets = smooth_targets(&targets, 0.0).expect("smoothing");
     let loss = gliner_span_loss(logits, &targets, Some(&mask), Reduction::Sum, None).expect("loss");
     let got_loss = loss.value().to_scalar().expect("scalar");
     let want_loss = spec["loss"]["value"].as_f64().expect("loss value");

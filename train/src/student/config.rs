@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use kogner_tensor::{Error, Result};
 
 use crate::optim::Schedule;
+use crate::student::targets::NegativeMasking;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -112,6 +113,14 @@ pub struct TrainConfig {
     /// Focal loss weights; alpha < 0 and gamma 0 = plain BCE (GLiNER's default).
     pub focal_alpha: f64,
     pub focal_gamma: f64,
+    /// GLiNER's `label_smoothing` ε: targets become `t·(1 − ε) + ε/2`.
+    pub label_smoothing: f64,
+    /// GLiNER's negative sampling: which zero-target loss elements may be
+    /// dropped (`none`, `global`: any, `label`: those of classes the
+    /// example lacks, `span`: those of spans without a class)...
+    pub masking: String,
+    /// ...and the probability each of them is kept (1 = all, GLiNER's default).
+    pub negatives: f64,
     /// `all`: every example is prompted with every label (shuffled order;
     /// the natural choice for a fixed label set). `gliner`: GLiNER's
     /// sampling: the example's own labels plus up to
@@ -177,6 +186,9 @@ impl Default for TrainConfig {
             loss_reduction: "sum".into(),
             focal_alpha: -1.0,
             focal_gamma: 0.0,
+            label_smoothing: 0.0,
+            masking: "global".into(),
+            negatives: 1.0,
             label_sampling: "all".into(),
             max_neg_type_ratio: 1,
             max_types: 25,
@@ -242,6 +254,12 @@ impl TrainConfig {
                 return bad(field, format!("{v} must be a finite number ≥ 0"));
             }
         }
+        for (field, v) in [("label_smoothing", self.label_smoothing), ("negatives", self.negatives)] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(field, format!("{v} must be in [0, 1]"));
+            }
+        }
+        self.negative_masking()?;
         if !(0.0..=1.0).contains(&self.span_teacher_weight) {
             return bad("span_teacher_weight", format!("{} must be in [0, 1]", self.span_teacher_weight));
         }
@@ -293,6 +311,11 @@ impl TrainConfig {
         }
     }
 
+    /// Which negatives `negatives` samples from.
+    pub fn negative_masking(&self) -> Result<NegativeMasking> {
+        self.masking.parse().map_err(|e| Error::Msg(format!("train config `masking`: {e}")))
+    }
+
     /// Focal weighting `(alpha, gamma)`, or `None` for plain BCE.
     pub fn focal(&self) -> Option<(f64, f64)> {
         (self.focal_alpha >= 0.0 || self.focal_gamma != 0.0).then_some((self.focal_alpha, self.focal_gamma))
@@ -335,6 +358,9 @@ mod tests {
         assert!(err(("scheduler", Value::from("step"))).contains("scheduler"));
         assert!(err(("ema_decay", Value::from(1.0))).contains("ema_decay"));
         assert!(err(("layer_lr_decay", Value::from(0.0))).contains("layer_lr_decay"));
+        assert!(err(("masking", Value::from("spans"))).contains("`masking`: \"spans\": expected none, global, label or span"));
+        assert!(err(("negatives", Value::from(-0.1))).contains("negatives"));
+        assert!(err(("label_smoothing", Value::from(2))).contains("label_smoothing"));
         assert!(err(("layer_lr_decay", Value::from(1.2))).contains("layer_lr_decay"));
         assert!(err(("span_teacher_weight", Value::from(1.5))).contains("span_teacher_weight"));
         assert!(err(("init", Value::from("g"))).contains("either"));

@@ -18,6 +18,8 @@ const LABEL_STREAM: u64 = 2;
 pub(crate) const DROPOUT_STREAM: u64 = 3;
 /// A data-parallel step's shard i > 0 draws its dropout masks from (its micro-batch's dropout seed, this, i).
 pub(crate) const SHARD_STREAM: u64 = 4;
+/// Example i of micro-batch m draws its negative-sampling mask from (seed, this, m · batch size + i).
+pub(crate) const NEGATIVE_STREAM: u64 = 5;
 
 /// The example order: epoch e is a shuffle of 0..n seeded by (seed, e).
 /// With length grouping (Hugging Face's `group_by_length`), the shuffle

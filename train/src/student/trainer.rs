@@ -31,10 +31,10 @@ use super::corpus::{label_map, prompt_labels, read_corpus, Format};
 use super::distill::{Distiller, Links};
 use super::evaluate::evaluate_model;
 use super::metrics::{curve_svg, MetricsLog};
-use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM, SHARD_STREAM};
+use super::sampler::{example_labels, mix, ExampleOrder, LabelSampling, DROPOUT_STREAM, NEGATIVE_STREAM, SHARD_STREAM};
 use super::shards::{part_of_mean, partition, Shards};
 use super::span_teacher::SpanTeacher;
-use super::targets::{loss_mask, span_targets};
+use super::targets::{loss_mask, negative_mask, smooth_targets, span_targets, NegativeMasking};
 use crate::data::{to_examples, ConvertOptions, Document, Example, LabelMap, Unmapped};
 use crate::eval::EvalReport;
 use crate::optim::{clip_coef, gliner_param_groups, layer_decayed_groups, AdamW, AdamWConfig, Ema, GlinerGroupHyper, GradAccumulator, Schedule};
@@ -87,6 +87,7 @@ pub struct Trainer {
     ema: Option<Ema>,
     schedule: Schedule,
     reduction: Reduction,
+    negative_masking: NegativeMasking,
     examples: Vec<Example>,
     /// Mentions of the training corpus that have no word span.
     pub unmapped: Vec<Unmapped>,
@@ -197,6 +198,7 @@ impl Trainer {
         Ok(Trainer {
             schedule: config.schedule()?,
             reduction: config.reduction()?,
+            negative_masking: config.negative_masking()?,
             order: if config.group_by_length {
                 ExampleOrder::grouped_by_length(conv.examples.iter().map(|e| e.words.len()).collect(), config.batch_size, config.seed)
             } else {
@@ -344,7 +346,9 @@ impl Trainer {
                 let batch = self.predictor.processor.encode(&items)?;
                 let examples: Vec<&Example> = group.iter().map(|&i| chosen[i]).collect();
                 let links = self.distiller.as_ref().map(|d| d.links(&batch, &examples));
-                Ok(Shard { batch, examples, example_ids: group.iter().map(|&i| picked[i]).collect(), links })
+                let example_ids = group.iter().map(|&i| picked[i]).collect();
+                let negative_keys = group.iter().map(|&i| mix(cfg.seed, NEGATIVE_STREAM, (index * cfg.batch_size + i) as u64)).collect();
+                Ok(Shard { batch, examples, example_ids, negative_keys, links })
             })
             .collect::<Result<_>>()?;
         // What the whole micro-batch's means divide by: its padded logits
@@ -383,11 +387,16 @@ impl Trainer {
     fn shard_grads(&self, shard: &Shard<'_>, dropout_seed: u64, whole: &Whole) -> Result<(Grads, f64, f64)> {
         let batch = &shard.batch;
         let spans: Vec<&[(usize, usize, String)]> = shard.examples.iter().map(|ex| ex.spans.as_slice()).collect();
-        let mut targets = span_targets(batch, &spans)?;
-        if let Some(teacher) = &self.span_teacher {
-            targets = teacher.soften(&targets, batch, &shard.example_ids)?;
+        let gold = span_targets(batch, &spans)?;
+        let mut mask = loss_mask(batch)?;
+        if self.negative_masking != NegativeMasking::None && self.config.negatives < 1.0 {
+            mask = mask.mul(&negative_mask(&gold, self.negative_masking, self.config.negatives, &shard.negative_keys)?)?;
         }
-        let mask = loss_mask(batch)?;
+        let targets = match &self.span_teacher {
+            Some(teacher) => teacher.soften(&gold, batch, &shard.example_ids)?,
+            None => gold,
+        };
+        let targets = smooth_targets(&targets, self.config.label_smoothing)?;
         let (enc, head) = model_inputs(batch)?;
         let out = self.predictor.model.forward(&enc, &head, &Mode::training(dropout_seed))?;
         let mut loss = gliner_span_loss(&out.head.logits, &targets, Some(&mask), self.reduction, self.config.focal())?;
@@ -438,6 +447,8 @@ struct Shard<'a> {
     examples: Vec<&'a Example>,
     /// Their indices in the training examples.
     example_ids: Vec<usize>,
+    /// Their negative-sampling keys (see `negative_mask`).
+    negative_keys: Vec<u64>,
     links: Option<Links>,
 }
 
@@ -547,7 +558,9 @@ mod tests {
     fn shards_add_up_to_the_whole_batch_gradient() {
         let dir = std::env::temp_dir().join(format!("kogner-shards-{}", std::process::id()));
         let (model, corpus, teacher) = setup(&dir);
-        for (run, reduction) in ["sum", "mean"].into_iter().enumerate() {
+        // The last run thins out negatives: each example's mask must not depend on its shard.
+        let mut full_losses = Vec::new();
+        for (run, (reduction, negatives)) in [("sum", 1.0), ("mean", 1.0), ("sum", 0.5)].into_iter().enumerate() {
             let config = |name: &str| TrainConfig {
                 train: Some(corpus.clone()),
                 train_format: "pubtator".into(),
@@ -557,6 +570,7 @@ mod tests {
                 steps: 1,
                 dropout: 0.0,
                 loss_reduction: reduction.into(),
+                negatives,
                 teacher: Some(teacher.clone()),
                 ..TrainConfig::default()
             };
@@ -570,6 +584,11 @@ mod tests {
                 let (g3, loss3, dist3) = cut.micro_batch_grads(index, &picked).unwrap();
                 let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{reduction}, batch {index}, {what}: {a} cut vs {b} whole");
                 close(loss3, loss1, "loss");
+                match run {
+                    0 => full_losses.push(loss1),
+                    2 => assert!(loss1 < full_losses[index], "batch {index}: loss {loss1} with half the negatives vs {} with all", full_losses[index]),
+                    _ => {}
+                }
                 assert!(dist1 > 0.0, "batch {index} links no span");
                 close(dist3, dist1, "L_dist");
                 assert_eq!(g3.len(), g1.len());
@@ -583,6 +602,39 @@ mod tests {
                     }
                 }
             }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Label smoothing ε blends the targets linearly, `(1 − ε)·t + ε·½`, and
+    /// the gradient is linear in them: g(ε) = (1 − ε)·g(0) + ε·g(1).
+    #[test]
+    fn label_smoothing_blends_the_gradient_linearly() {
+        let dir = std::env::temp_dir().join(format!("kogner-smoothing-{}", std::process::id()));
+        let (model, corpus, _) = setup(&dir);
+        let grads_at = |eps: f64| {
+            let config = TrainConfig {
+                train: Some(corpus.clone()),
+                train_format: "pubtator".into(),
+                labels: Some("ncbi-disease".into()),
+                init: Some(model.clone()),
+                out: Some(dir.join(format!("eps-{eps}"))),
+                steps: 1,
+                dropout: 0.0,
+                label_smoothing: eps,
+                ..TrainConfig::default()
+            };
+            let mut t = Trainer::new(config, false).unwrap();
+            let picked: Vec<usize> = (0..8).map(|p| t.order.at(p)).collect();
+            let (grads, ..) = t.micro_batch_grads(0, &picked).unwrap();
+            t.train_params.iter().flat_map(|(_, var)| grads.get(var).map(|g| g.to_f64_vec().unwrap()).unwrap_or_default()).collect::<Vec<f64>>()
+        };
+        let (g0, g1, g3) = (grads_at(0.0), grads_at(1.0), grads_at(0.3));
+        let scale = g0.iter().fold(0f64, |m, v| m.max(v.abs()));
+        assert!(g0.iter().zip(&g1).any(|(a, b)| (a - b).abs() > 1e-2 * scale), "smoothing changed nothing");
+        for ((a, b), c) in g0.iter().zip(&g1).zip(&g3) {
+            let want = 0.7 * a + 0.3 * b;
+            assert!((c - want).abs() <= 1e-4 * scale, "{c} at ε = 0.3 vs {want}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
