@@ -358,10 +358,10 @@ mod tests {
         assert!(err(("scheduler", Value::from("step"))).contains("scheduler"));
         assert!(err(("ema_decay", Value::from(1.0))).contains("ema_decay"));
         assert!(err(("layer_lr_decay", Value::from(0.0))).contains("layer_lr_decay"));
+        assert!(err(("layer_lr_decay", Value::from(1.2))).contains("layer_lr_decay"));
         assert!(err(("masking", Value::from("spans"))).contains("`masking`: \"spans\": expected none, global, label or span"));
         assert!(err(("negatives", Value::from(-0.1))).contains("negatives"));
         assert!(err(("label_smoothing", Value::from(2))).contains("label_smoothing"));
-        assert!(err(("layer_lr_decay", Value::from(1.2))).contains("layer_lr_decay"));
         assert!(err(("span_teacher_weight", Value::from(1.5))).contains("span_teacher_weight"));
         assert!(err(("init", Value::from("g"))).contains("either"));
         assert!(err(("teacher_kg", Value::from("kg"))).contains("`teacher_kg`: applies only when distilling"));
