@@ -554,6 +554,28 @@ mod tests {
         (model, corpus, teacher)
     }
 
+    /// One step's settings on `setup`'s model and corpus, without dropout.
+    fn tiny_config(model: &Path, corpus: &Path, out: PathBuf) -> TrainConfig {
+        TrainConfig {
+            train: Some(corpus.to_path_buf()),
+            train_format: "pubtator".into(),
+            labels: Some("ncbi-disease".into()),
+            init: Some(model.to_path_buf()),
+            out: Some(out),
+            steps: 1,
+            dropout: 0.0,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// Each parameter's gradient (by name) from the first micro-batch of a fresh run of `config`.
+    fn first_batch_grads(config: TrainConfig) -> Vec<(String, Option<Vec<f64>>)> {
+        let mut t = Trainer::new(config, false).unwrap();
+        let picked: Vec<usize> = (0..8).map(|p| t.order.at(p)).collect();
+        let (grads, ..) = t.micro_batch_grads(0, &picked).unwrap();
+        t.train_params.iter().map(|(name, var)| (name.clone(), grads.get(var).map(|g| g.to_f64_vec().unwrap()))).collect()
+    }
+
     #[test]
     fn shards_add_up_to_the_whole_batch_gradient() {
         let dir = std::env::temp_dir().join(format!("kogner-shards-{}", std::process::id()));
@@ -562,17 +584,10 @@ mod tests {
         let mut full_losses = Vec::new();
         for (run, (reduction, negatives)) in [("sum", 1.0), ("mean", 1.0), ("sum", 0.5)].into_iter().enumerate() {
             let config = |name: &str| TrainConfig {
-                train: Some(corpus.clone()),
-                train_format: "pubtator".into(),
-                labels: Some("ncbi-disease".into()),
-                init: Some(model.clone()),
-                out: Some(dir.join(format!("{name}-{run}"))),
-                steps: 1,
-                dropout: 0.0,
                 loss_reduction: reduction.into(),
                 negatives,
                 teacher: Some(teacher.clone()),
-                ..TrainConfig::default()
+                ..tiny_config(&model, &corpus, dir.join(format!("{name}-{run}")))
             };
             let mut whole = Trainer::new(config("whole"), false).unwrap();
             whole.shards = Shards::new(1, 8).unwrap();
@@ -613,21 +628,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kogner-smoothing-{}", std::process::id()));
         let (model, corpus, _) = setup(&dir);
         let grads_at = |eps: f64| {
-            let config = TrainConfig {
-                train: Some(corpus.clone()),
-                train_format: "pubtator".into(),
-                labels: Some("ncbi-disease".into()),
-                init: Some(model.clone()),
-                out: Some(dir.join(format!("eps-{eps}"))),
-                steps: 1,
-                dropout: 0.0,
-                label_smoothing: eps,
-                ..TrainConfig::default()
-            };
-            let mut t = Trainer::new(config, false).unwrap();
-            let picked: Vec<usize> = (0..8).map(|p| t.order.at(p)).collect();
-            let (grads, ..) = t.micro_batch_grads(0, &picked).unwrap();
-            t.train_params.iter().flat_map(|(_, var)| grads.get(var).map(|g| g.to_f64_vec().unwrap()).unwrap_or_default()).collect::<Vec<f64>>()
+            let config = TrainConfig { label_smoothing: eps, ..tiny_config(&model, &corpus, dir.join(format!("eps-{eps}"))) };
+            first_batch_grads(config).into_iter().flat_map(|(_, g)| g.unwrap_or_default()).collect::<Vec<f64>>()
         };
         let (g0, g1, g3) = (grads_at(0.0), grads_at(1.0), grads_at(0.3));
         let scale = g0.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -647,22 +649,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kogner-span-teacher-{}", std::process::id()));
         let (model, corpus, _) = setup(&dir);
         let grads_at = |name: &str, weight: Option<f64>| {
-            let config = TrainConfig {
-                train: Some(corpus.clone()),
-                train_format: "pubtator".into(),
-                labels: Some("ncbi-disease".into()),
-                init: Some(model.clone()),
-                out: Some(dir.join(name)),
-                steps: 1,
-                dropout: 0.0,
+            first_batch_grads(TrainConfig {
                 span_teacher: weight.map(|_| vec![model.clone()]).unwrap_or_default(),
                 span_teacher_weight: weight.unwrap_or(0.5),
-                ..TrainConfig::default()
-            };
-            let mut t = Trainer::new(config, false).unwrap();
-            let picked: Vec<usize> = (0..8).map(|p| t.order.at(p)).collect();
-            let (grads, ..) = t.micro_batch_grads(0, &picked).unwrap();
-            t.train_params.iter().map(|(name, var)| (name.clone(), grads.get(var).map(|g| g.to_f64_vec().unwrap()))).collect::<Vec<_>>()
+                ..tiny_config(&model, &corpus, dir.join(name))
+            })
         };
         let (gold, half, own) = (grads_at("gold", None), grads_at("half", Some(0.5)), grads_at("own", Some(1.0)));
         let norm = |g: &[(String, Option<Vec<f64>>)]| g.iter().flat_map(|(_, v)| v.iter().flatten()).map(|x| x * x).sum::<f64>().sqrt();
