@@ -66,9 +66,12 @@ impl TensorSource for TensorMap {
     }
 }
 
+/// The weight files a model folder may hold, in the order they are preferred.
+pub const WEIGHT_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
+
 /// A model folder's weight file: `model.safetensors`, else `pytorch_model.bin`.
 pub fn weight_file(dir: &Path) -> Result<PathBuf> {
-    ["model.safetensors", "pytorch_model.bin"]
+    WEIGHT_FILES
         .iter()
         .map(|f| dir.join(f))
         .find(|p| p.is_file())

@@ -17,7 +17,7 @@ use tokenizers::Tokenizer;
 
 use kogner_autograd::ops::loss::{cross_entropy, Reduction};
 use kogner_autograd::{no_grad, Grads, ParamStore, Var};
-use kogner_models::builder::{open_weights, weight_file, ParamBuilder};
+use kogner_models::builder::{open_weights, weight_file, ParamBuilder, WEIGHT_FILES};
 use kogner_models::config::EncoderConfig;
 use kogner_models::encoder::mlm_head::{MlmHead, MLM_HEAD_PREFIX};
 use kogner_models::encoder::Encoder;
@@ -40,8 +40,6 @@ const DEV_MASK_STREAM: u64 = 13;
 pub const ENCODER_DIR: &str = "encoder";
 const METRICS_FILE: &str = "metrics.jsonl";
 const CONFIG_FILE: &str = "mlm_config.json";
-/// Weight files of an encoder folder: the adapted weights replace them.
-const WEIGHT_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
 
 /// The settings (written to `OUT/mlm_config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -417,6 +415,7 @@ fn copy_folder_files(src: &Path, dst: &Path) -> Result<()> {
         let entry = entry.map_err(|e| Error::file(src, e))?;
         let (path, name) = (entry.path(), entry.file_name());
         let name = name.to_string_lossy();
+        // The adapted weights replace the folder's own.
         if WEIGHT_FILES.contains(&name.as_ref()) || name == "SHA256SUMS" || [".onnx", ".h5", ".msgpack", ".ot"].iter().any(|ext| name.ends_with(ext)) {
             continue;
         }
