@@ -114,6 +114,10 @@ pub struct TrainArgs {
     split_at_mentions: Option<bool>,
     #[arg(long)]
     dropout: Option<f64>,
+    /// Add a word-shape (case / digits) embedding to the word vectors, for uncased encoders
+    /// (default false; kogner-only: such a model does not load in Python GLiNER).
+    #[arg(long)]
+    word_shape: Option<bool>,
     /// sum (GLiNER's default) or mean.
     #[arg(long)]
     loss_reduction: Option<String>,
@@ -192,6 +196,7 @@ impl TrainArgs {
         put("max_width", self.max_width.map(|v| json!(v)));
         put("max_len", self.max_len.map(|v| json!(v)));
         put("dropout", self.dropout.map(|v| json!(v)));
+        put("word_shape", self.word_shape.map(|v| json!(v)));
         put("loss_reduction", self.loss_reduction.as_ref().map(|v| json!(v)));
         put("focal_alpha", self.focal_alpha.map(|v| json!(v)));
         put("focal_gamma", self.focal_gamma.map(|v| json!(v)));

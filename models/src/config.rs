@@ -18,6 +18,9 @@ pub struct GlinerConfig {
     pub ent_token: String,
     pub sep_token: String,
     pub model_name: String,
+    /// kogner's own key: the head adds a word-shape embedding to the word
+    /// vectors (see `gliner::word_shape`). Absent in GLiNER's configs: false.
+    pub word_shape: bool,
     pub encoder: EncoderConfig,
 }
 
@@ -198,6 +201,7 @@ impl GlinerConfig {
             ent_token: f.str_or("ent_token", "<<ENT>>")?.to_string(),
             sep_token: f.str_or("sep_token", "<<SEP>>")?.to_string(),
             model_name: f.str_or("model_name", "")?.to_string(),
+            word_shape: f.bool_or("word_shape", false)?,
             encoder,
         })
     }

@@ -53,7 +53,7 @@ fn inputs(exp: &Value, class_token: i64) -> (EncoderInputs, HeadInputs, Vec<Vec<
         input_ids: Tensor::from_vec(ids.concat(), &[b, t]).unwrap(),
         attention_mask: Tensor::from_vec(masks.concat().iter().map(|&m| m as f32).collect::<Vec<_>>(), &[b, t]).unwrap(),
     };
-    (enc, HeadInputs { word_token_pos, text_lengths: lengths, ent_positions }, masks)
+    (enc, HeadInputs { word_token_pos, text_lengths: lengths, ent_positions, word_shapes: Vec::new() }, masks)
 }
 
 /// Compare `got` [B, L, ...] with the stored prefix of `want` where `keep(b, l)`.

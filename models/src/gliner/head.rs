@@ -6,7 +6,9 @@ use kogner_autograd::ops::lstm::{bilstm, LstmWeights};
 use kogner_autograd::Var;
 use kogner_tensor::{Error, PackedLinear, Result, Tensor};
 
+use super::word_shape::{word_shape, WORD_SHAPES};
 use crate::builder::{Init, ParamBuilder};
+use crate::config::GlinerConfig;
 use crate::nn::{Ffn, Linear, Mode};
 
 /// What the head needs besides the encoder output, per batch of B examples.
@@ -20,6 +22,9 @@ pub struct HeadInputs {
     pub text_lengths: Vec<usize>,
     /// Per example, the token position of each label's `<<ENT>>` (C_b ≤ C).
     pub ent_positions: Vec<Vec<usize>>,
+    /// Per example, each word's [`word_shape`] class (N_b entries); read only
+    /// by a head with a word-shape table.
+    pub word_shapes: Vec<Vec<u8>>,
 }
 
 impl HeadInputs {
@@ -29,7 +34,14 @@ impl HeadInputs {
     pub fn num_labels(&self) -> usize {
         self.ent_positions.iter().map(|c| c.len()).max().unwrap_or(0)
     }
+    /// The shape classes of each example's words.
+    pub fn shapes_of<W: AsRef<str>>(words: &[Vec<W>]) -> Vec<Vec<u8>> {
+        words.iter().map(|ws| ws.iter().map(|w| word_shape(w.as_ref())).collect()).collect()
+    }
 }
+
+/// The word-shape table's name in the state dict.
+pub const WORD_SHAPE_TABLE: &str = "word_shape_embedding.weight";
 
 /// markerV0: start/end FFNs per word, then an FFN over [ReLU(start_i); ReLU(end_j)].
 pub struct SpanMarker {
@@ -47,6 +59,8 @@ pub struct GlinerHead {
     pub lstm_bwd: LstmWeights,
     pub span: SpanMarker,
     pub prompt_rep: Ffn,
+    /// [WORD_SHAPES, D], added to the word vectors (`word_shape` in the config).
+    pub word_shape_embedding: Option<Var>,
     /// Inference: out_project.0's start and end halves packed for the GEMM
     /// (see [`GlinerHead::pack_for_inference`]).
     out_l0_halves: Option<[PackedLinear; 2]>,
@@ -86,8 +100,10 @@ fn lstm_weights(b: &ParamBuilder, suffix: &str, d_in: usize, h: usize) -> Result
 }
 
 impl GlinerHead {
-    /// `b` is the model root; `encoder_hidden` the encoder width H.
-    pub fn new(b: &ParamBuilder, encoder_hidden: usize, hidden: usize, max_width: usize, dropout: f64) -> Result<Self> {
+    /// `b` is the model root.
+    pub fn new(b: &ParamBuilder, config: &GlinerConfig) -> Result<Self> {
+        let (encoder_hidden, hidden) = (config.encoder.hidden_size(), config.hidden_size);
+        let (max_width, dropout) = (config.max_width, config.dropout);
         if !hidden.is_multiple_of(2) {
             return Err(Error::Msg(format!("gliner_config.json: hidden_size {hidden} must be even (BiLSTM halves)")));
         }
@@ -111,6 +127,10 @@ impl GlinerHead {
                 out_project: Ffn::new(&span.pp("out_project"), 2 * hidden, hidden, dropout)?,
             },
             prompt_rep: Ffn::new(&b.pp("prompt_rep_layer"), hidden, hidden, dropout)?,
+            word_shape_embedding: match config.word_shape {
+                true => Some(b.get(WORD_SHAPE_TABLE, &[WORD_SHAPES, hidden], Init::Zeros)?),
+                false => None,
+            },
             out_l0_halves: None,
         })
     }
@@ -146,7 +166,11 @@ impl GlinerHead {
 
         let (n, c) = (inputs.num_words(), inputs.num_labels());
         let (word_idx, word_mask) = word_gather(inputs, t, n)?;
-        let words_embedding = flat_tokens.index_select(0, &word_idx)?.reshape(&[bsz, n, d])?.mul(&Var::constant(word_mask))?;
+        let mut words_embedding = flat_tokens.index_select(0, &word_idx)?.reshape(&[bsz, n, d])?;
+        if let Some(table) = &self.word_shape_embedding {
+            words_embedding = words_embedding.add(&table.index_select(0, &shape_index(inputs, n)?)?.reshape(&[bsz, n, d])?)?;
+        }
+        let words_embedding = words_embedding.mul(&Var::constant(word_mask))?;
 
         let lengths: Vec<usize> = inputs.text_lengths.iter().map(|&l| l.min(n)).collect();
         let lstm_output = bilstm(&words_embedding, &lengths, &self.lstm_fwd, &self.lstm_bwd)?;
@@ -274,6 +298,23 @@ fn span_word_index(bsz: usize, n: usize, k: usize, text_lengths: &[usize]) -> Re
         }
     }
     Ok((Tensor::from_indices(&si, &[si.len()])?, Tensor::from_indices(&ei, &[ei.len()])?))
+}
+
+/// Shape-table row of every word slot [B·N] (0 for empty slots).
+fn shape_index(inputs: &HeadInputs, n: usize) -> Result<Tensor> {
+    if inputs.word_shapes.len() != inputs.text_lengths.len() {
+        return Err(Error::Msg(format!("gliner head: word shapes for {} examples, expected {}", inputs.word_shapes.len(), inputs.text_lengths.len())));
+    }
+    let mut idx = vec![0usize; inputs.word_shapes.len() * n];
+    for (b, shapes) in inputs.word_shapes.iter().enumerate() {
+        if shapes.len() > n || shapes.iter().any(|&s| s as usize >= WORD_SHAPES) {
+            return Err(Error::Msg(format!("gliner head: example {b}'s word shapes do not fit {n} slots of {WORD_SHAPES} classes")));
+        }
+        for (j, &s) in shapes.iter().enumerate() {
+            idx[b * n + j] = s as usize;
+        }
+    }
+    Tensor::from_indices(&idx, &[idx.len()])
 }
 
 /// Flattened token row for every word slot, and a [B, N, 1] mask zeroing empty slots.

@@ -8,4 +8,5 @@ pub mod model;
 pub mod pipeline;
 pub mod processor;
 pub mod same_model;
+pub mod word_shape;
 pub mod words;

@@ -37,7 +37,7 @@ impl Gliner {
     /// Build from a config and a parameter builder (a weight source or random init).
     pub fn build(config: GlinerConfig, b: &ParamBuilder) -> Result<Gliner> {
         let encoder = Encoder::new(&b.pp(ENCODER_PREFIX), &config.encoder)?;
-        let head = GlinerHead::new(b, config.encoder.hidden_size(), config.hidden_size, config.max_width, config.dropout)?;
+        let head = GlinerHead::new(b, &config)?;
         Ok(Gliner { config, encoder, head, params: b.params() })
     }
 

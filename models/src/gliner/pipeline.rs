@@ -65,7 +65,13 @@ pub fn model_inputs(batch: &GlinerBatch) -> Result<(EncoderInputs, HeadInputs)> 
             slots
         })
         .collect();
-    let head = HeadInputs { word_token_pos, text_lengths: batch.text_lengths.clone(), ent_positions: batch.ent_token_positions.clone() };
+    let words: Vec<Vec<&str>> = batch.words.iter().map(|ws| ws.iter().map(|w| w.text.as_str()).collect()).collect();
+    let head = HeadInputs {
+        word_token_pos,
+        text_lengths: batch.text_lengths.clone(),
+        ent_positions: batch.ent_token_positions.clone(),
+        word_shapes: HeadInputs::shapes_of(&words),
+    };
     Ok((EncoderInputs { input_ids, attention_mask }, head))
 }
 

@@ -108,6 +108,11 @@ pub struct TrainConfig {
     pub split_at_mentions: bool,
     /// GLiNER head dropout (the encoder keeps its config's).
     pub dropout: f64,
+    /// Add a word-shape embedding (case and digit pattern of each word,
+    /// zero at the start) to the word vectors: uncased encoders cannot see
+    /// that `CAT` is not `cat`. Not GLiNER; a model trained with it does not
+    /// load in Python GLiNER. A starting model that has one keeps it.
+    pub word_shape: bool,
     /// `sum` (GLiNER's default) or `mean` over the unmasked (span, label) pairs.
     pub loss_reduction: String,
     /// Focal loss weights; alpha < 0 and gamma 0 = plain BCE (GLiNER's default).
@@ -183,6 +188,7 @@ impl Default for TrainConfig {
             context: "sentence".into(),
             split_at_mentions: true,
             dropout: 0.4,
+            word_shape: false,
             loss_reduction: "sum".into(),
             focal_alpha: -1.0,
             focal_gamma: 0.0,

@@ -18,12 +18,14 @@ use serde_json::{json, Value};
 use kogner_autograd::ops::loss::{gliner_span_loss, Reduction};
 use kogner_autograd::{Grads, ParamStore};
 use kogner_models::gliner::decode::DecodeMode;
+use kogner_models::gliner::head::WORD_SHAPE_TABLE;
 use kogner_models::gliner::init::{init_model, InitSources, Preset};
 use kogner_models::gliner::pipeline::{model_inputs, PredictOptions, Predictor};
 use kogner_models::gliner::processor::{BatchItem, GlinerBatch};
+use kogner_models::gliner::word_shape::WORD_SHAPES;
 use kogner_models::nn::Mode;
 use kogner_tensor::safetensors_io::write_atomic;
-use kogner_tensor::{Error, Result};
+use kogner_tensor::{DType, Error, Result, Tensor};
 
 use super::checkpoint::{self, ModelFiles, RunState, TrainerState, CHECKPOINT};
 use super::config::TrainConfig;
@@ -496,7 +498,11 @@ fn write_initial_checkpoint(config: &TrainConfig, out: &Path) -> Result<()> {
     files.gliner_config["max_width"] = json!(config.max_width);
     files.gliner_config["max_len"] = json!(config.max_len);
     files.gliner_config["dropout"] = json!(config.dropout);
-    let model = Predictor::load(&base)?.model;
+    let mut model = Predictor::load(&base)?.model;
+    if config.word_shape && !model.config.word_shape {
+        files.gliner_config["word_shape"] = json!(true);
+        model.params.insert(WORD_SHAPE_TABLE, Tensor::zeros(&[WORD_SHAPES, model.config.hidden_size], DType::F32))?;
+    }
     let hyper = GlinerGroupHyper { encoder_lr: 0.0, encoder_weight_decay: 0.0, head_lr: 0.0, head_weight_decay: 0.0 };
     let opt = AdamW::new(gliner_param_groups(&model.params, &hyper), AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8 })?;
     let state = TrainerState { step: 0, best_f1: None, best_step: None };
@@ -638,6 +644,34 @@ mod tests {
             let want = 0.7 * a + 0.3 * b;
             assert!((c - want).abs() <= 1e-4 * scale, "{c} at ε = 0.3 vs {want}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `word_shape` gives the starting model a zero shape table: every other
+    /// gradient is the plain model's, bit for bit, and the table's rows of
+    /// the shapes in the batch get a gradient (row 0, empty word slots, none).
+    #[test]
+    fn word_shape_adds_a_zero_table_that_trains() {
+        let dir = std::env::temp_dir().join(format!("kogner-word-shape-{}", std::process::id()));
+        let (model, corpus, _) = setup(&dir);
+        let plain = first_batch_grads(tiny_config(&model, &corpus, dir.join("plain")));
+        let shaped = first_batch_grads(TrainConfig { word_shape: true, ..tiny_config(&model, &corpus, dir.join("shaped")) });
+        let saved: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("shaped/checkpoint/gliner_config.json")).unwrap()).unwrap();
+        assert_eq!(saved["word_shape"], json!(true));
+        let mut table = None;
+        let mut rest = Vec::new();
+        for (name, g) in shaped {
+            match name == WORD_SHAPE_TABLE {
+                true => table = g,
+                false => rest.push((name, g)),
+            }
+        }
+        assert_eq!(rest, plain, "a zero table changes no other gradient");
+        let table = table.expect("the table is trained");
+        let d = table.len() / WORD_SHAPES;
+        let row_norm = |s: usize| table[s * d..(s + 1) * d].iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert_eq!(row_norm(0), 0.0);
+        assert!((1..WORD_SHAPES).filter(|&s| row_norm(s) > 0.0).count() >= 4, "NCBI text has words, capitals, numbers, punctuation");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
