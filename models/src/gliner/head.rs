@@ -6,7 +6,7 @@ use kogner_autograd::ops::lstm::{bilstm, LstmWeights};
 use kogner_autograd::Var;
 use kogner_tensor::{Error, PackedLinear, Result, Tensor};
 
-use super::word_shape::{word_shape, WORD_SHAPES};
+use super::word_shape::WORD_SHAPES;
 use crate::builder::{Init, ParamBuilder};
 use crate::config::GlinerConfig;
 use crate::nn::{Ffn, Linear, Mode};
@@ -22,7 +22,7 @@ pub struct HeadInputs {
     pub text_lengths: Vec<usize>,
     /// Per example, the token position of each label's `<<ENT>>` (C_b ≤ C).
     pub ent_positions: Vec<Vec<usize>>,
-    /// Per example, each word's [`word_shape`] class (N_b entries); read only
+    /// Per example, each word's [`word_shape`](super::word_shape::word_shape) class (N_b entries); read only
     /// by a head with a word-shape table.
     pub word_shapes: Vec<Vec<u8>>,
 }
@@ -33,10 +33,6 @@ impl HeadInputs {
     }
     pub fn num_labels(&self) -> usize {
         self.ent_positions.iter().map(|c| c.len()).max().unwrap_or(0)
-    }
-    /// The shape classes of each example's words.
-    pub fn shapes_of<W: AsRef<str>>(words: &[Vec<W>]) -> Vec<Vec<u8>> {
-        words.iter().map(|ws| ws.iter().map(|w| word_shape(w.as_ref())).collect()).collect()
     }
 }
 

@@ -14,6 +14,7 @@ use super::long_text::{merge, plan_windows, refine_windows, WindowCandidates};
 use super::model::{EncoderInputs, Gliner};
 use super::processor::{dedup_labels, BatchItem, GlinerBatch, GlinerProcessor};
 use super::same_model::check_same_models;
+use super::word_shape::word_shape;
 use super::words::{split_words, Word};
 use crate::nn::Mode;
 
@@ -65,12 +66,11 @@ pub fn model_inputs(batch: &GlinerBatch) -> Result<(EncoderInputs, HeadInputs)> 
             slots
         })
         .collect();
-    let words: Vec<Vec<&str>> = batch.words.iter().map(|ws| ws.iter().map(|w| w.text.as_str()).collect()).collect();
     let head = HeadInputs {
         word_token_pos,
         text_lengths: batch.text_lengths.clone(),
         ent_positions: batch.ent_token_positions.clone(),
-        word_shapes: HeadInputs::shapes_of(&words),
+        word_shapes: batch.words.iter().map(|ws| ws.iter().map(|w| word_shape(&w.text)).collect()).collect(),
     };
     Ok((EncoderInputs { input_ids, attention_mask }, head))
 }
