@@ -26,6 +26,10 @@ pub struct InitArgs {
     minilm: PathBuf,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// GLiNER head width (default: the preset's, 768 / 512 / 384); a width other than the
+    /// encoder's adds GLiNER's projection from the encoder's.
+    #[arg(long)]
+    hidden_size: Option<usize>,
 }
 
 pub fn run(args: InitArgs) -> Result<()> {
@@ -33,7 +37,7 @@ pub fn run(args: InitArgs) -> Result<()> {
     // MiniLM brings its own tokenizer (GLiNER's tokens are added to it).
     let tokenizer = args.tokenizer.or_else(|| (preset != Preset::MiniLm).then(|| PathBuf::from("../shared/fixtures/gliner/deberta-tiny")));
     let sources = InitSources { tokenizer_dir: tokenizer.as_deref(), minilm_dir: Some(&args.minilm) };
-    let config = init_model(preset, &sources, &args.out, args.seed)?;
+    let config = init_model(preset, &sources, &args.out, args.seed, args.hidden_size)?;
     emit(&format!(
         "wrote {} ({} encoder, hidden {}, GLiNER hidden {}, max_width {})",
         args.out.display(),

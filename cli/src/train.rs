@@ -112,6 +112,10 @@ pub struct TrainArgs {
     /// Cut words where a training mention starts or ends inside them (default true).
     #[arg(long)]
     split_at_mentions: Option<bool>,
+    /// GLiNER head width for a fresh head on --encoder (default: the encoder's, 384 for MiniLM;
+    /// GLiNER's default is 512, through a projection from the encoder's width).
+    #[arg(long)]
+    hidden_size: Option<usize>,
     #[arg(long)]
     dropout: Option<f64>,
     /// Add a word-shape (case / digits) embedding to the word vectors, for uncased encoders
@@ -195,6 +199,7 @@ impl TrainArgs {
         put("span_teacher_weight", self.span_teacher_weight.map(|v| json!(v)));
         put("max_width", self.max_width.map(|v| json!(v)));
         put("max_len", self.max_len.map(|v| json!(v)));
+        put("hidden_size", self.hidden_size.map(|v| json!(v)));
         put("dropout", self.dropout.map(|v| json!(v)));
         put("word_shape", self.word_shape.map(|v| json!(v)));
         put("loss_reduction", self.loss_reduction.as_ref().map(|v| json!(v)));

@@ -19,7 +19,8 @@ pub enum Preset {
     DebertaV3Small,
     /// DeBERTa-v3-large (gliner_large-v2.5 / KoGNER): 1024, 24 layers, 16 heads; GLiNER hidden 512.
     DebertaV3Large,
-    /// The real all-MiniLM-L6-v2 encoder under a random GLiNER head of 384.
+    /// The real all-MiniLM-L6-v2 encoder under a random GLiNER head of 384
+    /// (its own width, so no projection; GLiNER's default would be 512).
     MiniLm,
 }
 
@@ -106,7 +107,13 @@ fn token_id(tokenizer_json: &Value, token: &str) -> Option<usize> {
 }
 
 /// Write a GLiNER folder of `preset`'s shape into `out` (created if needed).
-pub fn init_model(preset: Preset, sources: &InitSources, out: &Path, seed: u64) -> Result<GlinerConfig> {
+/// `hidden_size` replaces the preset's GLiNER head width; where it differs
+/// from the encoder's, GLiNER's `token_rep_layer.projection` maps between
+/// them (random, like the rest of the head).
+pub fn init_model(preset: Preset, sources: &InitSources, out: &Path, seed: u64, hidden_size: Option<usize>) -> Result<GlinerConfig> {
+    if let Some(h) = hidden_size.filter(|h| *h == 0 || h % 2 == 1) {
+        return Err(Error::Msg(format!("--hidden-size {h}: must be even and at least 2 (the BiLSTM halves it)")));
+    }
     let tokenizer_dir = match (sources.tokenizer_dir, preset, sources.minilm_dir) {
         (Some(dir), _, _) => dir,
         (None, Preset::MiniLm, Some(dir)) => dir,
@@ -128,13 +135,13 @@ pub fn init_model(preset: Preset, sources: &InitSources, out: &Path, seed: u64) 
                 Preset::DebertaV3Small => (deberta_encoder_config(768, 6, 12, 3072, vocab), 768, "kogner-init/deberta-v3-small"),
                 _ => (deberta_encoder_config(1024, 24, 16, 4096, vocab), 512, "kogner-init/deberta-v3-large"),
             };
-            (gliner_config(enc, hidden, vocab, class_token, name), ParamBuilder::random(seed))
+            (gliner_config(enc, hidden_size.unwrap_or(hidden), vocab, class_token, name), ParamBuilder::random(seed))
         }
         Preset::MiniLm => {
             let dir = sources.minilm_dir.ok_or_else(|| Error::Msg("minilm: the all-MiniLM-L6-v2 folder is required".into()))?;
             let (enc, source) = minilm_encoder(dir, &tok)?;
             let vocab = enc["vocab_size"].as_u64().unwrap_or(0) as usize;
-            (gliner_config(enc, 384, vocab, class_token, "sentence-transformers/all-MiniLM-L6-v2"), ParamBuilder::from_source_or_random(Box::new(source), seed))
+            (gliner_config(enc, hidden_size.unwrap_or(384), vocab, class_token, "sentence-transformers/all-MiniLM-L6-v2"), ParamBuilder::from_source_or_random(Box::new(source), seed))
         }
     };
     let config = GlinerConfig::from_value(&config_json, "generated gliner_config.json")?;

@@ -106,6 +106,11 @@ pub struct TrainConfig {
     /// (`IL-2` in `IL-2-induced`), so the mention is kept; off: such
     /// mentions are only listed in `unmapped_mentions.jsonl`.
     pub split_at_mentions: bool,
+    /// GLiNER head width for a fresh head on `encoder` (default: the
+    /// encoder's, 384 for MiniLM; GLiNER's own default is 512). A width
+    /// other than the encoder's adds GLiNER's projection from it. With
+    /// `init` the starting model's width is kept; a different one is an error.
+    pub hidden_size: Option<usize>,
     /// GLiNER head dropout (the encoder keeps its config's).
     pub dropout: f64,
     /// Add a word-shape embedding (case and digit pattern of each word,
@@ -187,6 +192,7 @@ impl Default for TrainConfig {
             max_len: 384,
             context: "sentence".into(),
             split_at_mentions: true,
+            hidden_size: None,
             dropout: 0.4,
             word_shape: false,
             loss_reduction: "sum".into(),
@@ -284,6 +290,9 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
             return bad("warmup_ratio", format!("{} must be in [0, 1]", self.warmup_ratio));
         }
+        if let Some(h) = self.hidden_size.filter(|h| *h == 0 || h % 2 == 1) {
+            return bad("hidden_size", format!("{h} must be even and at least 2 (the BiLSTM halves it)"));
+        }
         if self.save_every == Some(0) {
             return bad("save_every", "must be at least 1".into());
         }
@@ -365,6 +374,8 @@ mod tests {
         assert!(err(("ema_decay", Value::from(1.0))).contains("ema_decay"));
         assert!(err(("layer_lr_decay", Value::from(0.0))).contains("layer_lr_decay"));
         assert!(err(("layer_lr_decay", Value::from(1.2))).contains("layer_lr_decay"));
+        assert!(err(("hidden_size", Value::from(511))).contains("`hidden_size`: 511 must be even"));
+        assert!(err(("hidden_size", Value::from(0))).contains("`hidden_size`: 0 must be even"));
         assert!(err(("masking", Value::from("spans"))).contains("`masking`: \"spans\": expected none, global, label or span"));
         assert!(err(("negatives", Value::from(-0.1))).contains("negatives"));
         assert!(err(("label_smoothing", Value::from(2))).contains("label_smoothing"));

@@ -489,7 +489,7 @@ fn write_initial_checkpoint(config: &TrainConfig, out: &Path) -> Result<()> {
         (None, Some(encoder)) => {
             let base = out.join("init.tmp");
             let sources = InitSources { tokenizer_dir: None, minilm_dir: Some(encoder) };
-            init_model(Preset::MiniLm, &sources, &base, config.seed)?;
+            init_model(Preset::MiniLm, &sources, &base, config.seed, config.hidden_size)?;
             base
         }
         (None, None) => unreachable!("validated"),
@@ -499,6 +499,10 @@ fn write_initial_checkpoint(config: &TrainConfig, out: &Path) -> Result<()> {
     files.gliner_config["max_len"] = json!(config.max_len);
     files.gliner_config["dropout"] = json!(config.dropout);
     let mut model = Predictor::load(&base)?.model;
+    if let Some(h) = config.hidden_size.filter(|&h| h != model.config.hidden_size) {
+        let given = base.join("gliner_config.json");
+        return Err(Error::file(&given, format!("hidden_size is {}, --hidden-size {h} asks for another: a starting model keeps its head width", model.config.hidden_size)));
+    }
     if config.word_shape && !model.config.word_shape {
         files.gliner_config["word_shape"] = json!(true);
         model.params.insert(WORD_SHAPE_TABLE, Tensor::zeros(&[WORD_SHAPES, model.config.hidden_size], DType::F32))?;
@@ -672,6 +676,23 @@ mod tests {
         let row_norm = |s: usize| table[s * d..(s + 1) * d].iter().map(|x| x * x).sum::<f64>().sqrt();
         assert_eq!(row_norm(0), 0.0);
         assert!((1..WORD_SHAPES).filter(|&s| row_norm(s) > 0.0).count() >= 4, "NCBI text has words, capitals, numbers, punctuation");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `hidden_size` sizes a fresh head only: a starting model's own width
+    /// is accepted, another one stops the run with the field named.
+    #[test]
+    fn hidden_size_cannot_change_a_starting_models_head() {
+        let dir = std::env::temp_dir().join(format!("kogner-hidden-size-{}", std::process::id()));
+        let (model, corpus, _) = setup(&dir);
+        let saved: Value = serde_json::from_str(&std::fs::read_to_string(model.join("gliner_config.json")).unwrap()).unwrap();
+        let width = saved["hidden_size"].as_u64().unwrap() as usize;
+        let with_width = |name: &str, h: usize| Trainer::new(TrainConfig { hidden_size: Some(h), ..tiny_config(&model, &corpus, dir.join(name)) }, false);
+        assert!(with_width("same", width).is_ok());
+        match with_width("other", width + 2) {
+            Ok(_) => panic!("a head of {width} was resized to {}", width + 2),
+            Err(e) => assert!(e.to_string().contains(&format!("hidden_size is {width}, --hidden-size {}", width + 2)), "{e}"),
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
