@@ -54,7 +54,7 @@ fn odd_or_zero_hidden_size_is_refused() {
     let root = std::env::temp_dir().join(format!("kogner-init-odd-{}", std::process::id()));
     for bad in [0, 385] {
         let err = init(&root, Some(bad)).unwrap_err().to_string();
-        assert!(err.contains(&format!("--hidden-size {bad}")) && err.contains("even"), "{err}");
+        assert!(err.contains(&format!("--hidden-size {bad} must be even")), "{err}");
     }
     assert!(!root.exists(), "nothing is written for a refused width");
 }

@@ -84,6 +84,12 @@ pub struct HeadOutput {
     pub logits: Var,
 }
 
+/// Why `hidden` cannot be a GLiNER head width, if it cannot: the BiLSTM
+/// runs two directions of `hidden / 2` each.
+pub fn head_width_problem(hidden: usize) -> Option<String> {
+    (hidden < 2 || !hidden.is_multiple_of(2)).then(|| format!("{hidden} must be even and at least 2 (the BiLSTM halves it)"))
+}
+
 fn lstm_weights(b: &ParamBuilder, suffix: &str, d_in: usize, h: usize) -> Result<LstmWeights> {
     let bound = 1.0 / (h as f64).sqrt();
     let u = Init::Uniform(bound);
@@ -100,8 +106,8 @@ impl GlinerHead {
     pub fn new(b: &ParamBuilder, config: &GlinerConfig) -> Result<Self> {
         let (encoder_hidden, hidden) = (config.encoder.hidden_size(), config.hidden_size);
         let (max_width, dropout) = (config.max_width, config.dropout);
-        if !hidden.is_multiple_of(2) {
-            return Err(Error::Msg(format!("gliner_config.json: hidden_size {hidden} must be even (BiLSTM halves)")));
+        if let Some(problem) = head_width_problem(hidden) {
+            return Err(Error::Msg(format!("gliner_config.json: hidden_size {problem}")));
         }
         let projection = if encoder_hidden != hidden {
             Some(Linear::new(&b.pp("token_rep_layer").pp("projection"), encoder_hidden, hidden, true)?)

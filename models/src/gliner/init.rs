@@ -8,6 +8,7 @@ use kogner_tensor::safetensors_io::write_atomic;
 use kogner_tensor::{DType, Error, Result};
 use serde_json::{json, Value};
 
+use super::head::head_width_problem;
 use super::model::{Gliner, ENCODER_PREFIX};
 use crate::builder::{ParamBuilder, TensorMap};
 use crate::config::GlinerConfig;
@@ -111,8 +112,8 @@ fn token_id(tokenizer_json: &Value, token: &str) -> Option<usize> {
 /// from the encoder's, GLiNER's `token_rep_layer.projection` maps between
 /// them (random, like the rest of the head).
 pub fn init_model(preset: Preset, sources: &InitSources, out: &Path, seed: u64, hidden_size: Option<usize>) -> Result<GlinerConfig> {
-    if let Some(h) = hidden_size.filter(|h| *h == 0 || h % 2 == 1) {
-        return Err(Error::Msg(format!("--hidden-size {h}: must be even and at least 2 (the BiLSTM halves it)")));
+    if let Some(problem) = hidden_size.and_then(head_width_problem) {
+        return Err(Error::Msg(format!("--hidden-size {problem}")));
     }
     let tokenizer_dir = match (sources.tokenizer_dir, preset, sources.minilm_dir) {
         (Some(dir), _, _) => dir,

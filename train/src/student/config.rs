@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use kogner_models::gliner::head::head_width_problem;
 use kogner_tensor::{Error, Result};
 
 use crate::optim::Schedule;
@@ -290,8 +291,8 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
             return bad("warmup_ratio", format!("{} must be in [0, 1]", self.warmup_ratio));
         }
-        if let Some(h) = self.hidden_size.filter(|h| *h == 0 || h % 2 == 1) {
-            return bad("hidden_size", format!("{h} must be even and at least 2 (the BiLSTM halves it)"));
+        if let Some(problem) = self.hidden_size.and_then(head_width_problem) {
+            return bad("hidden_size", problem);
         }
         if self.save_every == Some(0) {
             return bad("save_every", "must be at least 1".into());
