@@ -116,6 +116,10 @@ pub struct TrainArgs {
     /// GLiNER's default is 512, through a projection from the encoder's width).
     #[arg(long)]
     hidden_size: Option<usize>,
+    /// first | last | mean: which sub-tokens make a word's vector (default: the starting
+    /// model's, first for a fresh head, as GLiNER; Python GLiNER 0.2.x pools first only).
+    #[arg(long)]
+    subtoken_pooling: Option<String>,
     #[arg(long)]
     dropout: Option<f64>,
     /// Add a word-shape (case / digits) embedding to the word vectors, for uncased encoders
@@ -200,6 +204,7 @@ impl TrainArgs {
         put("max_width", self.max_width.map(|v| json!(v)));
         put("max_len", self.max_len.map(|v| json!(v)));
         put("hidden_size", self.hidden_size.map(|v| json!(v)));
+        put("subtoken_pooling", self.subtoken_pooling.as_ref().map(|v| json!(v)));
         put("dropout", self.dropout.map(|v| json!(v)));
         put("word_shape", self.word_shape.map(|v| json!(v)));
         put("loss_reduction", self.loss_reduction.as_ref().map(|v| json!(v)));

@@ -21,7 +21,45 @@ pub struct GlinerConfig {
     /// kogner's own key: the head adds a word-shape embedding to the word
     /// vectors (see `gliner::word_shape`). Absent in GLiNER's configs: false.
     pub word_shape: bool,
+    /// GLiNER's `subtoken_pooling`: which sub-tokens make a word's vector.
+    pub subtoken_pooling: SubtokenPooling,
     pub encoder: EncoderConfig,
+}
+
+/// How a word's vector is pooled from its sub-tokens' encoder outputs.
+/// GLiNER 0.2.x always pools the first sub-token (its `words_mask`); its
+/// config key `subtoken_pooling` is the one GLiNER 0.1.x handed to flair's
+/// word embeddings, whose `first` / `last` / `mean` kogner implements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SubtokenPooling {
+    #[default]
+    First,
+    Last,
+    Mean,
+}
+
+impl SubtokenPooling {
+    pub const NAMES: [&'static str; 3] = ["first", "last", "mean"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SubtokenPooling::First => "first",
+            SubtokenPooling::Last => "last",
+            SubtokenPooling::Mean => "mean",
+        }
+    }
+}
+
+impl std::str::FromStr for SubtokenPooling {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "first" => Ok(SubtokenPooling::First),
+            "last" => Ok(SubtokenPooling::Last),
+            "mean" => Ok(SubtokenPooling::Mean),
+            _ => Err(format!("`{s}` is not supported (kogner pools words by {})", SubtokenPooling::NAMES.join(" / "))),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -175,7 +213,7 @@ impl GlinerConfig {
     pub fn from_value(v: &Value, file: &str) -> Result<GlinerConfig> {
         let f = Fields { file, obj: v, prefix: "" };
         f.require_str("span_mode", "markerV0", "markerV0", "kogner implements span_mode markerV0")?;
-        f.require_str("subtoken_pooling", "first", "first", "kogner pools words from their first sub-token")?;
+        let subtoken_pooling = f.str_or("subtoken_pooling", "first")?.parse().map_err(|e| f.err("subtoken_pooling", e))?;
         f.require_str("words_splitter_type", "whitespace", "whitespace", "kogner implements GLiNER's whitespace splitter")?;
         if f.get("labels_encoder").is_some() {
             return Err(f.err("labels_encoder", "bi-encoder GLiNER models are not supported (uni-encoder only)"));
@@ -202,6 +240,7 @@ impl GlinerConfig {
             sep_token: f.str_or("sep_token", "<<SEP>>")?.to_string(),
             model_name: f.str_or("model_name", "")?.to_string(),
             word_shape: f.bool_or("word_shape", false)?,
+            subtoken_pooling,
             encoder,
         })
     }
@@ -306,5 +345,24 @@ mod tests {
         v.as_object_mut().unwrap().remove("max_width");
         let e = GlinerConfig::from_value(&v, "cfg.json").unwrap_err().to_string();
         assert_eq!(e, "cfg.json: field `max_width`: missing");
+    }
+
+    #[test]
+    fn subtoken_pooling_reads_first_last_mean_and_names_the_rest() {
+        let text = std::fs::read_to_string(fixture("deberta-tiny")).unwrap();
+        let with = |pooling: Value| {
+            let mut v: Value = serde_json::from_str(&text).unwrap();
+            v["subtoken_pooling"] = pooling;
+            GlinerConfig::from_value(&v, "cfg.json").map(|c| c.subtoken_pooling)
+        };
+        assert_eq!(GlinerConfig::from_file(&fixture("deberta-tiny")).unwrap().subtoken_pooling, SubtokenPooling::First);
+        for (name, want) in [("first", SubtokenPooling::First), ("last", SubtokenPooling::Last), ("mean", SubtokenPooling::Mean)] {
+            assert_eq!(with(Value::from(name)).unwrap(), want);
+            assert_eq!(want.name(), name);
+        }
+        assert_eq!(with(Value::Null).unwrap(), SubtokenPooling::First);
+        let e = with(Value::from("first_last")).unwrap_err().to_string();
+        assert_eq!(e, "cfg.json: field `subtoken_pooling`: `first_last` is not supported (kogner pools words by first / last / mean)");
+        assert!(with(Value::from(3)).unwrap_err().to_string().contains("`subtoken_pooling`: expected a string"));
     }
 }

@@ -1,6 +1,7 @@
 //! Ensembles (`Predictor::load_ensemble_for_inference`) on the deberta-tiny
 //! fixture: the span probabilities are the mean of the members', one folder
-//! is exactly that model, and folders of another shape are refused.
+//! is exactly that model, members may differ in their span heads, and
+//! folders of another shape are refused.
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +61,25 @@ fn ensemble_scores_are_the_mean_of_its_members() {
     // One folder is that model.
     assert_eq!(probs(&Predictor::load_ensemble_for_inference(&[tiny]).unwrap()), a);
     std::fs::remove_dir_all(&moved).unwrap();
+}
+
+/// A member with another head (mean sub-token pooling) scores the same
+/// spans, each with its own head: the ensemble is still the members' mean.
+#[test]
+fn members_may_differ_in_their_heads() {
+    let tiny = fixture("deberta-tiny");
+    let mean = moved_copy("pooling", |p| p);
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(mean.join("gliner_config.json")).unwrap()).unwrap();
+    json["subtoken_pooling"] = serde_json::json!("mean");
+    std::fs::write(mean.join("gliner_config.json"), json.to_string()).unwrap();
+    let a = probs(&Predictor::load_for_inference(&tiny).unwrap());
+    let b = probs(&Predictor::load_for_inference(&mean).unwrap());
+    let both = probs(&Predictor::load_ensemble_for_inference(&[tiny, mean.clone()]).unwrap());
+    assert!(a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-3), "the pooling changes the scores");
+    for (i, ((x, y), m)) in a.iter().zip(&b).zip(&both).enumerate() {
+        assert!((m - (x + y) / 2.0).abs() <= 1e-6, "span {i}: ensemble {m}, members {x} and {y}");
+    }
+    std::fs::remove_dir_all(&mean).unwrap();
 }
 
 #[test]

@@ -36,13 +36,14 @@ fn inputs(exp: &Value, class_token: i64) -> (EncoderInputs, HeadInputs, Vec<Vec<
     let lengths: Vec<usize> = ints(&exp["text_lengths"]).iter().map(|&v| v as usize).collect();
     let (b, t) = (ids.len(), ids[0].len());
     let n = *lengths.iter().max().unwrap();
-    let word_token_pos = wmask
+    // the fixtures pool first sub-tokens: a one-token range at each
+    let word_tokens = wmask
         .iter()
         .map(|wm| {
             let mut slots = vec![None; n];
             for (tok, &j) in wm.iter().enumerate() {
                 if j > 0 {
-                    slots[j as usize - 1] = Some(tok);
+                    slots[j as usize - 1] = Some(tok..tok + 1);
                 }
             }
             slots
@@ -53,7 +54,7 @@ fn inputs(exp: &Value, class_token: i64) -> (EncoderInputs, HeadInputs, Vec<Vec<
         input_ids: Tensor::from_vec(ids.concat(), &[b, t]).unwrap(),
         attention_mask: Tensor::from_vec(masks.concat().iter().map(|&m| m as f32).collect::<Vec<_>>(), &[b, t]).unwrap(),
     };
-    (enc, HeadInputs { word_token_pos, text_lengths: lengths, ent_positions, word_shapes: Vec::new() }, masks)
+    (enc, HeadInputs { word_tokens, text_lengths: lengths, ent_positions, word_shapes: Vec::new() }, masks)
 }
 
 /// Compare `got` [B, L, ...] with the stored prefix of `want` where `keep(b, l)`.

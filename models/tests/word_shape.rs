@@ -187,7 +187,7 @@ fn table_gradient_sums_its_words_gradients_and_matches_finite_differences() {
     let mut want = vec![0f64; WORD_SHAPES * d];
     for (bi, shapes) in head.word_shapes.iter().enumerate() {
         for (j, &sh) in shapes.iter().enumerate() {
-            let pos = head.word_token_pos[bi][j].expect("every word has a sub-token");
+            let pos = head.word_tokens[bi][j].as_ref().expect("every word has a sub-token").start;
             for e in 0..d {
                 want[sh as usize * d + e] += per_token[(bi * t + pos) * d + e] as f64;
             }

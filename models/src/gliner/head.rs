@@ -1,6 +1,9 @@
 //! The GLiNER span head on top of the encoder (SPEC §4): projection, word
-//! pooling at each word's first sub-token, BiLSTM, markerV0 span
-//! representations, the label-prompt FFN, and span·label logits.
+//! pooling (each word's first sub-token, as GLiNER; or its last, or the mean
+//! of all), BiLSTM, markerV0 span representations, the label-prompt FFN,
+//! and span·label logits.
+
+use std::ops::Range;
 
 use kogner_autograd::ops::lstm::{bilstm, LstmWeights};
 use kogner_autograd::Var;
@@ -8,16 +11,16 @@ use kogner_tensor::{Error, PackedLinear, Result, Tensor};
 
 use super::word_shape::WORD_SHAPES;
 use crate::builder::{Init, ParamBuilder};
-use crate::config::GlinerConfig;
+use crate::config::{GlinerConfig, SubtokenPooling};
 use crate::nn::{Ffn, Linear, Mode};
 
 /// What the head needs besides the encoder output, per batch of B examples.
 #[derive(Clone, Debug)]
 pub struct HeadInputs {
-    /// Per example and word slot (0..N): token position of the word's first
-    /// sub-token, None for an empty slot (padding, or a word that produced
+    /// Per example and word slot (0..N): the token positions of the word's
+    /// sub-tokens, None for an empty slot (padding, or a word that produced
     /// no sub-token — GLiNER's shifted-slot quirk).
-    pub word_token_pos: Vec<Vec<Option<usize>>>,
+    pub word_tokens: Vec<Vec<Option<Range<usize>>>>,
     /// Words per example (N_b ≤ N); spans are valid iff end < text_length.
     pub text_lengths: Vec<usize>,
     /// Per example, the token position of each label's `<<ENT>>` (C_b ≤ C).
@@ -29,7 +32,7 @@ pub struct HeadInputs {
 
 impl HeadInputs {
     pub fn num_words(&self) -> usize {
-        self.word_token_pos.iter().map(|w| w.len()).max().unwrap_or(0)
+        self.word_tokens.iter().map(|w| w.len()).max().unwrap_or(0)
     }
     pub fn num_labels(&self) -> usize {
         self.ent_positions.iter().map(|c| c.len()).max().unwrap_or(0)
@@ -50,6 +53,7 @@ pub struct GlinerHead {
     pub hidden: usize,
     pub max_width: usize,
     pub dropout: f64,
+    pub subtoken_pooling: SubtokenPooling,
     pub projection: Option<Linear>,
     pub lstm_fwd: LstmWeights,
     pub lstm_bwd: LstmWeights,
@@ -120,6 +124,7 @@ impl GlinerHead {
             hidden,
             max_width,
             dropout,
+            subtoken_pooling: config.subtoken_pooling,
             projection,
             lstm_fwd: lstm_weights(&rnn, "", hidden, hidden / 2)?,
             lstm_bwd: lstm_weights(&rnn, "_reverse", hidden, hidden / 2)?,
@@ -156,8 +161,8 @@ impl GlinerHead {
     pub fn forward(&self, encoder_out: &Var, inputs: &HeadInputs, mode: &Mode) -> Result<HeadOutput> {
         let s = encoder_out.shape();
         let (bsz, t) = (s[0], s[1]);
-        if inputs.word_token_pos.len() != bsz || inputs.ent_positions.len() != bsz || inputs.text_lengths.len() != bsz {
-            return Err(Error::Msg(format!("gliner head: inputs describe {} examples, encoder output has {bsz}", inputs.word_token_pos.len())));
+        if inputs.word_tokens.len() != bsz || inputs.ent_positions.len() != bsz || inputs.text_lengths.len() != bsz {
+            return Err(Error::Msg(format!("gliner head: inputs describe {} examples, encoder output has {bsz}", inputs.word_tokens.len())));
         }
         let token_reps = match &self.projection {
             Some(p) => p.forward(encoder_out)?,
@@ -167,8 +172,11 @@ impl GlinerHead {
         let flat_tokens = token_reps.reshape(&[bsz * t, d])?;
 
         let (n, c) = (inputs.num_words(), inputs.num_labels());
-        let (word_idx, word_mask) = word_gather(inputs, t, n)?;
-        let mut words_embedding = flat_tokens.index_select(0, &word_idx)?.reshape(&[bsz, n, d])?;
+        let (pooling, word_mask) = word_pooling(inputs, self.subtoken_pooling, t, n)?;
+        let mut words_embedding = match pooling {
+            WordPooling::Gather(idx) => flat_tokens.index_select(0, &idx)?.reshape(&[bsz, n, d])?,
+            WordPooling::Average(weights) => Var::constant(weights).matmul(&token_reps)?,
+        };
         if let Some(table) = &self.word_shape_embedding {
             words_embedding = words_embedding.add(&table.index_select(0, &shape_index(inputs, n)?)?.reshape(&[bsz, n, d])?)?;
         }
@@ -319,27 +327,53 @@ fn shape_index(inputs: &HeadInputs, n: usize) -> Result<Tensor> {
     Tensor::from_indices(&idx, &[idx.len()])
 }
 
-/// Flattened token row for every word slot, and a [B, N, 1] mask zeroing empty slots.
-fn word_gather(inputs: &HeadInputs, t: usize, n: usize) -> Result<(Tensor, Tensor)> {
-    let bsz = inputs.word_token_pos.len();
+/// How the head reads word vectors off the token vectors.
+enum WordPooling {
+    /// The flattened token row [B·N] of every word slot (first / last).
+    Gather(Tensor),
+    /// [B, N, T] weights 1/len on the word's sub-tokens (mean), so that
+    /// words = weights · token_reps.
+    Average(Tensor),
+}
+
+/// The pooling of every word slot, and a [B, N, 1] mask zeroing empty slots.
+fn word_pooling(inputs: &HeadInputs, pooling: SubtokenPooling, t: usize, n: usize) -> Result<(WordPooling, Tensor)> {
+    let bsz = inputs.word_tokens.len();
     let mut idx = Vec::with_capacity(bsz * n);
+    let mut weights = match pooling {
+        SubtokenPooling::Mean => vec![0f32; bsz * n * t],
+        SubtokenPooling::First | SubtokenPooling::Last => Vec::new(),
+    };
     let mut mask = Vec::with_capacity(bsz * n);
-    for (b, slots) in inputs.word_token_pos.iter().enumerate() {
+    for (b, slots) in inputs.word_tokens.iter().enumerate() {
         for j in 0..n {
-            match slots.get(j).copied().flatten() {
-                Some(p) if p < t => {
-                    idx.push(b * t + p);
+            match slots.get(j).cloned().flatten() {
+                Some(r) if r.start < r.end && r.end <= t => {
+                    match pooling {
+                        SubtokenPooling::First => idx.push(b * t + r.start),
+                        SubtokenPooling::Last => idx.push(b * t + r.end - 1),
+                        SubtokenPooling::Mean => {
+                            let w = 1.0 / r.len() as f32;
+                            weights[(b * n + j) * t..][r].fill(w);
+                        }
+                    }
                     mask.push(1f32);
                 }
-                Some(p) => return Err(Error::Msg(format!("word slot {j} of example {b} points at token {p} of {t}"))),
+                Some(r) => return Err(Error::Msg(format!("word slot {j} of example {b} points at tokens {r:?} of {t}"))),
                 None => {
-                    idx.push(b * t);
+                    if pooling != SubtokenPooling::Mean {
+                        idx.push(b * t);
+                    }
                     mask.push(0f32);
                 }
             }
         }
     }
-    Ok((Tensor::from_indices(&idx, &[bsz * n])?, Tensor::from_vec(mask, &[bsz, n, 1])?))
+    let pooled = match pooling {
+        SubtokenPooling::Mean => WordPooling::Average(Tensor::from_vec(weights, &[bsz, n, t])?),
+        SubtokenPooling::First | SubtokenPooling::Last => WordPooling::Gather(Tensor::from_indices(&idx, &[bsz * n])?),
+    };
+    Ok((pooled, Tensor::from_vec(mask, &[bsz, n, 1])?))
 }
 
 /// Flattened token row of every label's `<<ENT>>`; examples with fewer

@@ -1,6 +1,7 @@
 //! Text in, entities out: word splitting, long-text windows, batching by
 //! length, the model under no-grad, and GLiNER decoding merged per document.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -13,7 +14,7 @@ use super::head::HeadInputs;
 use super::long_text::{merge, plan_windows, refine_windows, WindowCandidates};
 use super::model::{EncoderInputs, Gliner};
 use super::processor::{dedup_labels, BatchItem, GlinerBatch, GlinerProcessor};
-use super::same_model::check_same_models;
+use super::same_model::{check_same_models, Combine};
 use super::word_shape::word_shape;
 use super::words::{split_words, Word};
 use crate::nn::Mode;
@@ -53,21 +54,22 @@ pub fn model_inputs(batch: &GlinerBatch) -> Result<(EncoderInputs, HeadInputs)> 
     let (b, t, n) = (batch.batch_size, batch.seq_len, batch.num_words);
     let input_ids = Tensor::from_vec(batch.input_ids.clone(), &[b, t])?;
     let attention_mask = Tensor::from_vec(batch.attention_mask.iter().map(|&m| m as f32).collect::<Vec<_>>(), &[b, t])?;
-    let word_token_pos = batch
-        .words_mask
+    let word_tokens = batch
+        .token_words
         .chunks(t.max(1))
-        .map(|wm| {
-            let mut slots = vec![None; n];
-            for (tok, &j) in wm.iter().enumerate() {
+        .map(|tw| {
+            let mut slots: Vec<Option<Range<usize>>> = vec![None; n];
+            for (tok, &j) in tw.iter().enumerate() {
                 if j > 0 && (j as usize) <= n {
-                    slots[j as usize - 1] = Some(tok);
+                    let slot = &mut slots[j as usize - 1];
+                    *slot = Some(slot.as_ref().map_or(tok, |r| r.start)..tok + 1);
                 }
             }
             slots
         })
         .collect();
     let head = HeadInputs {
-        word_token_pos,
+        word_tokens,
         text_lengths: batch.text_lengths.clone(),
         ent_positions: batch.ent_token_positions.clone(),
         word_shapes: batch.words.iter().map(|ws| ws.iter().map(|w| word_shape(&w.text)).collect()).collect(),
@@ -158,14 +160,14 @@ impl Predictor {
     /// one folder is one model; several are an ensemble, every span's
     /// probability the mean of the models' (probability averaging, the usual
     /// way to ensemble span classifiers). The folders must share `dirs[0]`'s
-    /// tokenizer and architecture ([`check_same_models`], checked before any
-    /// weights are read), so that they read the same windows and score the
-    /// same spans.
+    /// tokenizer and architecture up to the span head ([`check_same_models`],
+    /// checked before any weights are read), so that they read the same
+    /// windows and score the same spans.
     pub fn load_ensemble_for_inference(dirs: &[PathBuf]) -> Result<Predictor> {
         let Some(first) = dirs.first() else {
             return Err(Error::Msg("no model folder given".into()));
         };
-        check_same_models(dirs, "ensemble")?;
+        check_same_models(dirs, Combine::Ensemble)?;
         let mut models = dirs
             .iter()
             .map(|dir| {

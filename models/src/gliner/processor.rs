@@ -21,7 +21,8 @@
 //! * `input_ids`, `attention_mask`, `words_mask`: `[B, T]`, right-padded with
 //!   the tokenizer's pad id / 0 / 0.
 //! * `words_mask[b, t] = j` (1-based) when sub-token `t` is the first
-//!   sub-token of text word `j`, else 0.
+//!   sub-token of text word `j`, else 0. `token_words` (kogner's): the same
+//!   `j` at every sub-token of the word, for the other sub-token poolings.
 //! * `text_lengths`: `[B]` = N of each example.
 //! * `span_idx`: `[B, W*K, 2]`, row `i*K + k` = `(i, i+k)` for `i < N`, zero
 //!   rows for the padding `i >= N`. Exactly as GLiNER's collator: spans that
@@ -339,6 +340,7 @@ impl GlinerProcessor {
             input_ids: vec![i64::from(self.pad_id); bsz * seq_len],
             attention_mask: vec![0; bsz * seq_len],
             words_mask: vec![0; bsz * seq_len],
+            token_words: vec![0; bsz * seq_len],
             text_lengths: Vec::with_capacity(bsz),
             span_idx: vec![0; bsz * num_words * k * 2],
             span_mask: vec![false; bsz * num_words * k],
@@ -350,10 +352,11 @@ impl GlinerProcessor {
         };
         for (b, (row, item)) in rows.into_iter().zip(items).enumerate() {
             let t0 = b * seq_len;
-            for (t, (&id, &wm)) in row.ids.iter().zip(&row.words_mask).enumerate() {
+            for (t, ((&id, &wm), &tw)) in row.ids.iter().zip(&row.words_mask).zip(&row.token_words).enumerate() {
                 batch.input_ids[t0 + t] = i64::from(id);
                 batch.attention_mask[t0 + t] = 1;
                 batch.words_mask[t0 + t] = wm as i64;
+                batch.token_words[t0 + t] = tw as i64;
             }
             let n = item.words.len();
             batch.text_lengths.push(n);
@@ -411,7 +414,7 @@ impl GlinerProcessor {
         let enc = self.tokenizer.post_process(enc, None, true).map_err(|e| err(format!("tokenizer: {e}")))?;
 
         let wids = enc.get_word_ids();
-        let words_mask = first_subtoken_mask(wids, prompt_len);
+        let (words_mask, token_words) = word_slots(wids, prompt_len);
         let mut ent_positions = Vec::with_capacity(labels.len());
         for c in 0..labels.len() {
             let want = (2 * c) as u32;
@@ -421,39 +424,36 @@ impl GlinerProcessor {
                 )?;
             ent_positions.push(pos);
         }
-        Ok(EncodedRow { ids: enc.get_ids().to_vec(), words_mask, ent_positions, labels, cut_words })
+        Ok(EncodedRow { ids: enc.get_ids().to_vec(), words_mask, token_words, ent_positions, labels, cut_words })
     }
 }
 
 struct EncodedRow {
     ids: Vec<u32>,
     words_mask: Vec<usize>,
+    token_words: Vec<usize>,
     ent_positions: Vec<usize>,
     labels: Vec<String>,
     cut_words: usize,
 }
 
-/// GLiNER's `prepare_word_mask` with `subtoken_pooling="first"`: words are
-/// counted as they appear in `word_ids`, the first `skip` counted words are
-/// the prompt.
-fn first_subtoken_mask(word_ids: &[Option<u32>], skip: usize) -> Vec<usize> {
-    let mut mask = Vec::with_capacity(word_ids.len());
+/// GLiNER's `prepare_word_mask` counting: words are counted as they appear
+/// in `word_ids`, the first `skip` counted words are the prompt. Returns the
+/// 1-based text word slot at each word's first sub-token (`words_mask`) and
+/// at every sub-token of a text word (`token_words`), 0 elsewhere.
+fn word_slots(word_ids: &[Option<u32>], skip: usize) -> (Vec<usize>, Vec<usize>) {
+    let (mut first_only, mut every) = (Vec::with_capacity(word_ids.len()), Vec::with_capacity(word_ids.len()));
     let mut prev = None;
     let mut seen = 0usize;
     for wid in word_ids {
-        match wid {
-            None => mask.push(0),
-            Some(_) => {
-                let first = *wid != prev;
-                if first {
-                    seen += 1;
-                }
-                mask.push(if first && seen > skip { seen - skip } else { 0 });
-            }
-        }
+        let first = wid.is_some() && *wid != prev;
+        seen += first as usize;
+        let slot = if wid.is_some() && seen > skip { seen - skip } else { 0 };
+        first_only.push(if first { slot } else { 0 });
+        every.push(slot);
         prev = *wid;
     }
-    mask
+    (first_only, every)
 }
 
 /// The padded inference batch (see the module docs for every shape).
@@ -475,6 +475,9 @@ pub struct GlinerBatch {
     pub attention_mask: Vec<i64>,
     /// `[B, T]`, 1-based text word index at each word's first sub-token.
     pub words_mask: Vec<i64>,
+    /// `[B, T]`, the same index at every sub-token of the word (kogner's,
+    /// for `subtoken_pooling` last / mean).
+    pub token_words: Vec<i64>,
     /// `[B]`, words per example (N).
     pub text_lengths: Vec<usize>,
     /// `[B, W*K, 2]` as GLiNER's collator builds it (not yet masked).

@@ -1,9 +1,11 @@
-//! Whether two GLiNER folders hold the same model shape: the same
-//! `tokenizer.json` and the same `gliner_config.json` up to the training
-//! settings GLiNER keeps in it. Weight averaging (model soups) and
-//! ensembles (mean span probabilities) both need it: one averages weights
-//! tensor by tensor, the other probabilities span by span, so both refuse
-//! folders that disagree instead of producing silent nonsense.
+//! Whether GLiNER folders can be combined: the same `tokenizer.json` and the
+//! same `gliner_config.json` up to the training settings GLiNER keeps in it.
+//! Weight averaging (model soups) averages weights tensor by tensor, so it
+//! needs every architecture field equal. Ensembles (mean span
+//! probabilities) only need the models to read the same windows and score
+//! the same spans: their heads may differ (width, sub-token pooling, word
+//! shapes). Both refuse folders that disagree instead of producing silent
+//! nonsense.
 
 use std::path::{Path, PathBuf};
 
@@ -38,14 +40,38 @@ const TRAINING_ONLY: &[&str] = &[
     "weight_decay_other",
 ];
 
-/// Refuses `dirs` unless every folder's vocabulary and architecture are
-/// `dirs[0]`'s (whose files are read once; nothing is read for one folder,
-/// the common case of `kogner predict`); the error names the differing
-/// folder's file and the first differing (dotted) field. `purpose`
-/// completes "cannot {purpose} models with different ...".
-pub fn check_same_models(dirs: &[PathBuf], purpose: &str) -> Result<()> {
+/// Top-level keys of the span head alone: each ensemble member runs its
+/// own head on the same batch.
+const HEAD_ONLY: &[&str] = &["hidden_size", "subtoken_pooling", "word_shape"];
+
+/// What the folders are combined for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    /// Weight averaging: every architecture field must agree.
+    Average,
+    /// Probability averaging: the head-only fields may differ.
+    Ensemble,
+}
+
+/// Refuses `dirs` unless every folder's vocabulary and architecture (for
+/// an ensemble, up to the head) are `dirs[0]`'s (whose files are read
+/// once; nothing is read for one folder, the common case of `kogner
+/// predict`); the error names the differing folder's file and the first
+/// differing (dotted) field.
+pub fn check_same_models(dirs: &[PathBuf], combine: Combine) -> Result<()> {
     let Some((first, rest)) = dirs.split_first().filter(|(_, rest)| !rest.is_empty()) else {
         return Ok(());
+    };
+    let purpose = match combine {
+        Combine::Average => "average",
+        Combine::Ensemble => "ensemble",
+    };
+    let architecture = |dir: &Path| -> Result<Value> {
+        let mut config = architecture(dir)?;
+        if let (Combine::Ensemble, Value::Object(map)) = (combine, &mut config) {
+            map.retain(|k, _| !HEAD_ONLY.contains(&k.as_str()));
+        }
+        Ok(config)
     };
     let (tokenizer, arch) = (tokenizer(first)?, architecture(first)?);
     for other in rest {
@@ -119,10 +145,32 @@ mod tests {
             std::fs::write(d.join("gliner_config.json"), json!({"max_width": width, "dropout": dropout}).to_string()).unwrap();
         }
         let dirs = [a.clone(), b.clone()];
-        assert!(check_same_models(&dirs, "average").is_ok());
+        assert!(check_same_models(&dirs, Combine::Average).is_ok());
         std::fs::write(b.join("gliner_config.json"), json!({"max_width": 8, "dropout": 0.4}).to_string()).unwrap();
-        let e = check_same_models(&dirs, "ensemble").unwrap_err().to_string();
+        let e = check_same_models(&dirs, Combine::Ensemble).unwrap_err().to_string();
         assert!(e.contains("`max_width` differs") && e.contains("cannot ensemble different architectures"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Ensemble members may differ in their heads; a soup may not.
+    #[test]
+    fn heads_may_differ_in_an_ensemble_only() {
+        let dir = std::env::temp_dir().join(format!("kogner-same-head-{}", std::process::id()));
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        let head = |hidden: usize, pooling: &str| json!({"max_width": 12, "hidden_size": hidden, "subtoken_pooling": pooling, "encoder_config": {"hidden_size": 384}});
+        for (d, config) in [(&a, head(384, "first")), (&b, head(512, "mean"))] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("tokenizer.json"), "{}").unwrap();
+            std::fs::write(d.join("gliner_config.json"), config.to_string()).unwrap();
+        }
+        let dirs = [a.clone(), b.clone()];
+        assert!(check_same_models(&dirs, Combine::Ensemble).is_ok());
+        let e = check_same_models(&dirs, Combine::Average).unwrap_err().to_string();
+        assert!(e.contains("`hidden_size` differs") && e.contains("cannot average different architectures"), "{e}");
+        let other_encoder = json!({"max_width": 12, "hidden_size": 384, "encoder_config": {"hidden_size": 768}});
+        std::fs::write(b.join("gliner_config.json"), other_encoder.to_string()).unwrap();
+        let e = check_same_models(&dirs, Combine::Ensemble).unwrap_err().to_string();
+        assert!(e.contains("`encoder_config.hidden_size` differs") && e.contains("cannot ensemble"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use kogner_models::gliner::model::Gliner;
-use kogner_models::gliner::same_model::check_same_models;
+use kogner_models::gliner::same_model::{check_same_models, Combine};
 use kogner_tensor::{Error, Result, Tensor};
 
 use super::checkpoint::{save_model, ModelFiles};
@@ -26,7 +26,7 @@ pub fn average_models(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     let Some((first, rest)) = dirs.split_first() else {
         return Err(Error::Msg("average: no model folders given".into()));
     };
-    check_same_models(dirs, "average")?;
+    check_same_models(dirs, Combine::Average)?;
     let files = ModelFiles::read(first)?;
     let model = Gliner::load(first)?;
     // One f64 running sum per parameter, in the parameter store's order.

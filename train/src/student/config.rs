@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use kogner_models::config::SubtokenPooling;
 use kogner_models::gliner::head::head_width_problem;
 use kogner_tensor::{Error, Result};
 
@@ -112,6 +113,11 @@ pub struct TrainConfig {
     /// other than the encoder's adds GLiNER's projection from it. With
     /// `init` the starting model's width is kept; a different one is an error.
     pub hidden_size: Option<usize>,
+    /// How a word's vector is pooled from its sub-tokens: `first` (GLiNER
+    /// 0.2.x, which pools nothing else), `last` or `mean` (GLiNER's config
+    /// key, as flair read it in GLiNER 0.1.x). Default: the starting
+    /// model's, `first` for a fresh head.
+    pub subtoken_pooling: Option<String>,
     /// GLiNER head dropout (the encoder keeps its config's).
     pub dropout: f64,
     /// Add a word-shape embedding (case and digit pattern of each word,
@@ -194,6 +200,7 @@ impl Default for TrainConfig {
             context: "sentence".into(),
             split_at_mentions: true,
             hidden_size: None,
+            subtoken_pooling: None,
             dropout: 0.4,
             word_shape: false,
             loss_reduction: "sum".into(),
@@ -294,6 +301,7 @@ impl TrainConfig {
         if let Some(problem) = self.hidden_size.and_then(head_width_problem) {
             return bad("hidden_size", problem);
         }
+        self.pooling()?;
         if self.save_every == Some(0) {
             return bad("save_every", "must be at least 1".into());
         }
@@ -328,6 +336,11 @@ impl TrainConfig {
     }
 
     /// Which negatives `negatives` samples from.
+    /// `subtoken_pooling` parsed (None: keep the starting model's).
+    pub fn pooling(&self) -> Result<Option<SubtokenPooling>> {
+        self.subtoken_pooling.as_deref().map(str::parse).transpose().map_err(|e| Error::Msg(format!("train config `subtoken_pooling`: {e}")))
+    }
+
     pub fn negative_masking(&self) -> Result<NegativeMasking> {
         self.masking.parse().map_err(|e| Error::Msg(format!("train config `masking`: {e}")))
     }
@@ -377,6 +390,7 @@ mod tests {
         assert!(err(("layer_lr_decay", Value::from(1.2))).contains("layer_lr_decay"));
         assert!(err(("hidden_size", Value::from(511))).contains("`hidden_size`: 511 must be even"));
         assert!(err(("hidden_size", Value::from(0))).contains("`hidden_size`: 0 must be even"));
+        assert!(err(("subtoken_pooling", Value::from("max"))).contains("`subtoken_pooling`: `max` is not supported (kogner pools words by first / last / mean)"));
         assert!(err(("masking", Value::from("spans"))).contains("`masking`: \"spans\": expected none, global, label or span"));
         assert!(err(("negatives", Value::from(-0.1))).contains("negatives"));
         assert!(err(("label_smoothing", Value::from(2))).contains("label_smoothing"));

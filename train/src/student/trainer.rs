@@ -498,6 +498,9 @@ fn write_initial_checkpoint(config: &TrainConfig, out: &Path) -> Result<()> {
     files.gliner_config["max_width"] = json!(config.max_width);
     files.gliner_config["max_len"] = json!(config.max_len);
     files.gliner_config["dropout"] = json!(config.dropout);
+    if let Some(pooling) = config.pooling()? {
+        files.gliner_config["subtoken_pooling"] = json!(pooling.name());
+    }
     let mut model = Predictor::load(&base)?.model;
     if let Some(h) = config.hidden_size.filter(|&h| h != model.config.hidden_size) {
         let given = base.join("gliner_config.json");
@@ -676,6 +679,26 @@ mod tests {
         let row_norm = |s: usize| table[s * d..(s + 1) * d].iter().map(|x| x * x).sum::<f64>().sqrt();
         assert_eq!(row_norm(0), 0.0);
         assert!((1..WORD_SHAPES).filter(|&s| row_norm(s) > 0.0).count() >= 4, "NCBI text has words, capitals, numbers, punctuation");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `subtoken_pooling` is written into the run's model and changes what
+    /// trains (`first` spelled out gives the default run's gradients).
+    #[test]
+    fn subtoken_pooling_reaches_the_runs_model() {
+        let dir = std::env::temp_dir().join(format!("kogner-pooling-{}", std::process::id()));
+        let (model, corpus, _) = setup(&dir);
+        let run = |name: &str, pooling: Option<&str>| {
+            let grads = first_batch_grads(TrainConfig { subtoken_pooling: pooling.map(String::from), ..tiny_config(&model, &corpus, dir.join(name)) });
+            let saved: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(name).join("checkpoint/gliner_config.json")).unwrap()).unwrap();
+            (grads, saved["subtoken_pooling"].clone())
+        };
+        let (plain, plain_saved) = run("plain", None);
+        let (first, first_saved) = run("first", Some("first"));
+        let (mean, mean_saved) = run("mean", Some("mean"));
+        assert_eq!((plain_saved, first_saved, mean_saved), (json!("first"), json!("first"), json!("mean")));
+        assert_eq!(first, plain);
+        assert_ne!(mean, plain, "mean pooling trains a different model");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
