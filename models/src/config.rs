@@ -39,8 +39,9 @@ pub enum SubtokenPooling {
 }
 
 impl SubtokenPooling {
-    pub const NAMES: [&'static str; 3] = ["first", "last", "mean"];
+    pub const ALL: [SubtokenPooling; 3] = [SubtokenPooling::First, SubtokenPooling::Last, SubtokenPooling::Mean];
 
+    /// The name in `gliner_config.json` (and `--subtoken-pooling`).
     pub fn name(self) -> &'static str {
         match self {
             SubtokenPooling::First => "first",
@@ -53,12 +54,10 @@ impl SubtokenPooling {
 impl std::str::FromStr for SubtokenPooling {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "first" => Ok(SubtokenPooling::First),
-            "last" => Ok(SubtokenPooling::Last),
-            "mean" => Ok(SubtokenPooling::Mean),
-            _ => Err(format!("`{s}` is not supported (kogner pools words by {})", SubtokenPooling::NAMES.join(" / "))),
-        }
+        Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
+            format!("`{s}` is not supported (kogner pools words by {})", names.join(" / "))
+        })
     }
 }
 

@@ -339,39 +339,41 @@ enum WordPooling {
 /// The pooling of every word slot, and a [B, N, 1] mask zeroing empty slots.
 fn word_pooling(inputs: &HeadInputs, pooling: SubtokenPooling, t: usize, n: usize) -> Result<(WordPooling, Tensor)> {
     let bsz = inputs.word_tokens.len();
-    let mut idx = Vec::with_capacity(bsz * n);
-    let mut weights = match pooling {
-        SubtokenPooling::Mean => vec![0f32; bsz * n * t],
-        SubtokenPooling::First | SubtokenPooling::Last => Vec::new(),
-    };
-    let mut mask = Vec::with_capacity(bsz * n);
+    // [B·N] sub-token range of every slot (None: empty), checked against T
+    let mut ranges = Vec::with_capacity(bsz * n);
     for (b, slots) in inputs.word_tokens.iter().enumerate() {
         for j in 0..n {
-            match slots.get(j).cloned().flatten() {
-                Some(r) if r.start < r.end && r.end <= t => {
-                    match pooling {
-                        SubtokenPooling::First => idx.push(b * t + r.start),
-                        SubtokenPooling::Last => idx.push(b * t + r.end - 1),
-                        SubtokenPooling::Mean => {
-                            let w = 1.0 / r.len() as f32;
-                            weights[(b * n + j) * t..][r].fill(w);
-                        }
-                    }
-                    mask.push(1f32);
-                }
-                Some(r) => return Err(Error::Msg(format!("word slot {j} of example {b} points at tokens {r:?} of {t}"))),
-                None => {
-                    if pooling != SubtokenPooling::Mean {
-                        idx.push(b * t);
-                    }
-                    mask.push(0f32);
-                }
+            let range = slots.get(j).cloned().flatten();
+            if let Some(r) = range.as_ref().filter(|r| r.is_empty() || r.end > t) {
+                return Err(Error::Msg(format!("word slot {j} of example {b} points at tokens {r:?} of {t}")));
             }
+            ranges.push(range);
         }
     }
+    let mask: Vec<f32> = ranges.iter().map(|r| if r.is_some() { 1.0 } else { 0.0 }).collect();
     let pooled = match pooling {
-        SubtokenPooling::Mean => WordPooling::Average(Tensor::from_vec(weights, &[bsz, n, t])?),
-        SubtokenPooling::First | SubtokenPooling::Last => WordPooling::Gather(Tensor::from_indices(&idx, &[bsz * n])?),
+        SubtokenPooling::First | SubtokenPooling::Last => {
+            // empty slots read their example's token 0 (masked to zero)
+            let row = |(slot, r): (usize, &Option<Range<usize>>)| {
+                (slot / n) * t
+                    + match r {
+                        None => 0,
+                        Some(r) if pooling == SubtokenPooling::First => r.start,
+                        Some(r) => r.end - 1,
+                    }
+            };
+            let idx: Vec<usize> = ranges.iter().enumerate().map(row).collect();
+            WordPooling::Gather(Tensor::from_indices(&idx, &[bsz * n])?)
+        }
+        SubtokenPooling::Mean => {
+            let mut weights = vec![0f32; bsz * n * t];
+            for (slot, r) in ranges.iter().enumerate() {
+                if let Some(r) = r {
+                    weights[slot * t..][r.clone()].fill(1.0 / r.len() as f32);
+                }
+            }
+            WordPooling::Average(Tensor::from_vec(weights, &[bsz, n, t])?)
+        }
     };
     Ok((pooled, Tensor::from_vec(mask, &[bsz, n, 1])?))
 }

@@ -66,19 +66,12 @@ pub fn check_same_models(dirs: &[PathBuf], combine: Combine) -> Result<()> {
         Combine::Average => "average",
         Combine::Ensemble => "ensemble",
     };
-    let architecture = |dir: &Path| -> Result<Value> {
-        let mut config = architecture(dir)?;
-        if let (Combine::Ensemble, Value::Object(map)) = (combine, &mut config) {
-            map.retain(|k, _| !HEAD_ONLY.contains(&k.as_str()));
-        }
-        Ok(config)
-    };
-    let (tokenizer, arch) = (tokenizer(first)?, architecture(first)?);
+    let (tokenizer, arch) = (tokenizer(first)?, architecture(first, combine)?);
     for other in rest {
         if tokenizer != self::tokenizer(other)? {
             return Err(Error::file(other.join("tokenizer.json"), format!("differs from {}'s: cannot {purpose} models with different vocabularies", first.display())));
         }
-        if let Some(field) = first_difference(&arch, &architecture(other)?, "") {
+        if let Some(field) = first_difference(&arch, &architecture(other, combine)?, "") {
             return Err(Error::file(other.join("gliner_config.json"), format!("`{field}` differs from {}'s: cannot {purpose} different architectures", first.display())));
         }
     }
@@ -91,13 +84,15 @@ fn tokenizer(dir: &Path) -> Result<Vec<u8>> {
     std::fs::read(&path).map_err(|e| Error::file(&path, e))
 }
 
-/// A folder's `gliner_config.json` without its training-only keys.
-fn architecture(dir: &Path) -> Result<Value> {
+/// A folder's `gliner_config.json` without its training-only keys (and,
+/// for an ensemble, without its head-only keys).
+fn architecture(dir: &Path, combine: Combine) -> Result<Value> {
     let path = dir.join("gliner_config.json");
     let text = std::fs::read(&path).map_err(|e| Error::file(&path, e))?;
     let mut config: Value = serde_json::from_slice(&text).map_err(|e| Error::file(&path, format!("invalid JSON: {e}")))?;
+    let ignored = |key: &str| TRAINING_ONLY.contains(&key) || (combine == Combine::Ensemble && HEAD_ONLY.contains(&key));
     if let Value::Object(map) = &mut config {
-        map.retain(|k, _| !TRAINING_ONLY.contains(&k.as_str()));
+        map.retain(|k, _| !ignored(k));
     }
     Ok(config)
 }
