@@ -99,6 +99,13 @@ pub struct TrainArgs {
     /// λ of --span-teacher (default 0.5).
     #[arg(long)]
     span_teacher_weight: Option<f64>,
+    /// Unlabelled text for --span-teacher: a corpus (annotations unused) whose examples join the
+    /// training set with the teacher's probabilities as their targets; repeat it for several.
+    #[arg(long)]
+    span_teacher_text: Vec<PathBuf>,
+    /// The format of --span-teacher-text (default: --train-format).
+    #[arg(long)]
+    span_teacher_text_format: Option<String>,
     #[arg(long)]
     max_width: Option<usize>,
     #[arg(long)]
@@ -201,6 +208,8 @@ impl TrainArgs {
         put("freeze_mlp_dist", self.freeze_mlp_dist.map(|v| json!(v)));
         put("span_teacher", (!self.span_teacher.is_empty()).then(|| json!(self.span_teacher)));
         put("span_teacher_weight", self.span_teacher_weight.map(|v| json!(v)));
+        put("span_teacher_text", (!self.span_teacher_text.is_empty()).then(|| json!(self.span_teacher_text)));
+        put("span_teacher_text_format", self.span_teacher_text_format.as_ref().map(|v| json!(v)));
         put("max_width", self.max_width.map(|v| json!(v)));
         put("max_len", self.max_len.map(|v| json!(v)));
         put("hidden_size", self.hidden_size.map(|v| json!(v)));
@@ -258,6 +267,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if !cfg.span_teacher.is_empty() {
         eprintln!("targets softened (λ {}) by the span probabilities of {}", cfg.span_teacher_weight, cfg.span_teacher.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + "));
+    }
+    if trainer.num_unlabelled() > 0 {
+        eprintln!("{} of the examples are unlabelled text ({}), trained on the span teacher's probabilities alone", trainer.num_unlabelled(), cfg.span_teacher_text.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     let bar = ProgressBar::new(cfg.steps as u64).with_position(trainer.state.step as u64);
     bar.set_style(

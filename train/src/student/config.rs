@@ -92,6 +92,14 @@ pub struct TrainConfig {
     pub span_teacher: Vec<PathBuf>,
     /// λ in [0, 1].
     pub span_teacher_weight: f64,
+    /// Unlabelled text for the span teacher: corpora (their annotations
+    /// unused) whose examples join the training set with the teacher's
+    /// probabilities as their whole targets (λ = 1: they have no gold), so
+    /// the student learns the teacher's judgement on more text than the
+    /// labelled corpus holds. Needs `span_teacher`.
+    pub span_teacher_text: Vec<PathBuf>,
+    /// The format of `span_teacher_text` (default `train_format`).
+    pub span_teacher_text_format: Option<String>,
 
     /// Widest span in words (GLiNER's `max_width`).
     pub max_width: usize,
@@ -195,6 +203,8 @@ impl Default for TrainConfig {
             freeze_mlp_dist: false,
             span_teacher: Vec::new(),
             span_teacher_weight: 0.5,
+            span_teacher_text: Vec::new(),
+            span_teacher_text_format: None,
             max_width: 12,
             max_len: 384,
             context: "sentence".into(),
@@ -282,6 +292,14 @@ impl TrainConfig {
         self.negative_masking()?;
         if !(0.0..=1.0).contains(&self.span_teacher_weight) {
             return bad("span_teacher_weight", format!("{} must be in [0, 1]", self.span_teacher_weight));
+        }
+        if !self.span_teacher_text.is_empty() {
+            if self.span_teacher.is_empty() {
+                return bad("span_teacher_text", "needs span_teacher: unlabelled text is trained on a teacher's probabilities".into());
+            }
+            if self.negatives < 1.0 {
+                return bad("span_teacher_text", format!("cannot be combined with negatives {}: unlabelled text has no gold negatives to sample", self.negatives));
+            }
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} must be in [0, 1)", self.dropout));
@@ -395,6 +413,7 @@ mod tests {
         assert!(err(("negatives", Value::from(-0.1))).contains("negatives"));
         assert!(err(("label_smoothing", Value::from(2))).contains("label_smoothing"));
         assert!(err(("span_teacher_weight", Value::from(1.5))).contains("span_teacher_weight"));
+        assert!(err(("span_teacher_text", Value::from(vec!["u.tsv"]))).contains("`span_teacher_text`: needs span_teacher"));
         assert!(err(("init", Value::from("g"))).contains("either"));
         assert!(err(("teacher_kg", Value::from("kg"))).contains("`teacher_kg`: applies only when distilling"));
         assert!(err(("freeze_mlp_dist", Value::from(true))).contains("`freeze_mlp_dist`: applies only when distilling"));

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use kogner_tensor::{Error, Result};
 
-use crate::data::{self, Document, LabelMap};
+use crate::data::{self, to_examples, ConvertOptions, Document, Example, LabelMap};
 
 /// The corpus formats kogner reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +77,23 @@ pub fn read_corpus(path: &Path, format: Format, exclude_ids: Option<&Path>, join
         return Ok((vec![data::join_documents(docs, stem)], false));
     }
     Ok((docs, pre_split))
+}
+
+/// The examples of an unlabelled corpus (any format; its annotations are
+/// dropped unread), cut as training cuts its corpus: sentences, or with
+/// `by_sentence` false documents packed up to `max_len` words.
+pub fn unlabelled_examples(path: &Path, format: &str, by_sentence: bool, max_len: usize) -> Result<Vec<Example>> {
+    let (mut docs, pre_split) = read_corpus(path, format.parse()?, None, !by_sentence)?;
+    for doc in &mut docs {
+        doc.mentions.clear();
+    }
+    let any_label = LabelMap::for_corpus("gliner").map_err(|e| Error::Msg(e.to_string()))?;
+    let conv = to_examples(&docs, &any_label, &ConvertOptions { max_len, split_sentences: !pre_split && by_sentence, split_at_mentions: false })
+        .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    if conv.examples.is_empty() {
+        return Err(Error::file(path, "no examples (no document has words)"));
+    }
+    Ok(conv.examples)
 }
 
 /// `TAG=label,...`, or the name of a corpus with a default map

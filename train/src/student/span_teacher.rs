@@ -7,6 +7,11 @@
 //! gold, so one model can approach what the ensemble scores. GLiNER's span
 //! loss takes soft targets as they are: its gradient is `σ(x) − t`.
 //!
+//! Unlabelled text (`span_teacher_text`) joins the training examples with
+//! the teacher's probabilities as its whole targets (λ = 1, there is no
+//! gold), as in ensemble distillation on transfer data: the student sees
+//! the ensemble's judgement on more text than the labelled corpus holds.
+//!
 //! Not to be confused with the KoGNER teacher (`distill.rs`), which gives
 //! KG node embeddings to match, not span probabilities.
 
@@ -22,8 +27,11 @@ use crate::data::Example;
 pub struct SpanTeacher {
     /// Per training example, `[words, K, C]` probabilities (C: `labels`),
     /// NaN where the teacher gave none (a span wider than its max width, or
-    /// words past what it kept): there the target stays the gold one.
+    /// words past what it kept): there the target stays the gold one, and
+    /// unlabelled text's span leaves the loss.
     probs: Vec<Vec<f32>>,
+    /// Examples from this index on are unlabelled text.
+    labelled: usize,
     label_index: HashMap<String, usize>,
     max_width: usize,
     /// λ.
@@ -33,8 +41,9 @@ pub struct SpanTeacher {
 impl SpanTeacher {
     /// Scores `examples` with the GLiNER folders `dirs` (one model, or an
     /// ensemble of same-shaped ones), every example prompted with all of
-    /// `labels`, for spans up to `max_width` words; `weight` is λ.
-    pub fn compute(dirs: &[PathBuf], examples: &[Example], labels: &[String], max_width: usize, weight: f64, batch_size: usize) -> Result<SpanTeacher> {
+    /// `labels`, for spans up to `max_width` words; `weight` is λ for the
+    /// first `labelled` examples, the rest are unlabelled text.
+    pub fn compute(dirs: &[PathBuf], examples: &[Example], labelled: usize, labels: &[String], max_width: usize, weight: f64, batch_size: usize) -> Result<SpanTeacher> {
         let predictor = Predictor::load_ensemble_for_inference(dirs)?;
         let mut probs: Vec<Vec<f32>> = examples.iter().map(|ex| vec![f32::NAN; ex.words.len() * max_width * labels.len()]).collect();
         // Longest first, so similar lengths share a batch (less padding).
@@ -55,22 +64,28 @@ impl SpanTeacher {
             }
         })
         .map_err(|e| Error::Msg(format!("span teacher {}: {e}", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))))?;
-        Ok(SpanTeacher { probs, label_index, max_width, weight: weight as f32 })
+        Ok(SpanTeacher { probs, labelled, label_index, max_width, weight: weight as f32 })
     }
 
     /// Gold `targets [B, W, K, C]` of `batch`, whose example b is training
-    /// example `example_ids[b]`, blended with the teacher's probabilities.
-    pub fn soften(&self, targets: &Tensor, batch: &GlinerBatch, example_ids: &[usize]) -> Result<Tensor> {
+    /// example `example_ids[b]`, blended with the teacher's probabilities,
+    /// and the loss `mask [B, W, K, C]` less the spans of unlabelled text
+    /// that the teacher did not score (they have no target at all).
+    pub fn soften(&self, targets: &Tensor, mask: &Tensor, batch: &GlinerBatch, example_ids: &[usize]) -> Result<(Tensor, Tensor)> {
         let mut t = targets.to_vec::<f32>()?;
+        let mut m = mask.to_vec::<f32>()?;
         for (b, &ex) in example_ids.iter().enumerate() {
             let probs = &self.probs[ex];
+            let weight = if ex < self.labelled { self.weight } else { 1.0 };
             for_each_span(batch, b, &self.label_index, self.max_width, |slot, kept| {
                 if probs[kept].is_finite() {
-                    t[slot] = (1.0 - self.weight) * t[slot] + self.weight * probs[kept];
+                    t[slot] = (1.0 - weight) * t[slot] + weight * probs[kept];
+                } else if ex >= self.labelled {
+                    m[slot] = 0.0;
                 }
             });
         }
-        Tensor::from_vec(t, targets.shape())
+        Ok((Tensor::from_vec(t, targets.shape())?, Tensor::from_vec(m, mask.shape())?))
     }
 }
 

@@ -29,7 +29,7 @@ use kogner_tensor::{DType, Error, Result, Tensor};
 
 use super::checkpoint::{self, ModelFiles, RunState, TrainerState, CHECKPOINT};
 use super::config::TrainConfig;
-use super::corpus::{label_map, prompt_labels, read_corpus, Format};
+use super::corpus::{label_map, prompt_labels, read_corpus, unlabelled_examples, Format};
 use super::distill::{Distiller, Links};
 use super::evaluate::evaluate_model;
 use super::metrics::{curve_svg, MetricsLog};
@@ -90,7 +90,10 @@ pub struct Trainer {
     schedule: Schedule,
     reduction: Reduction,
     negative_masking: NegativeMasking,
+    /// The labelled examples, then the span teacher's unlabelled text.
     examples: Vec<Example>,
+    /// How many of `examples` are labelled.
+    labelled: usize,
     /// Mentions of the training corpus that have no word span.
     pub unmapped: Vec<Unmapped>,
     labels: Vec<String>,
@@ -142,13 +145,18 @@ impl Trainer {
         if conv.examples.is_empty() {
             return Err(Error::file(&train_path, "no training examples (no document has words)"));
         }
+        // The labelled examples first, then the span teacher's unlabelled text.
+        let (labelled, unmapped, mut examples) = (conv.examples.len(), conv.unmapped, conv.examples);
+        for path in &config.span_teacher_text {
+            examples.extend(unlabelled_examples(path, config.span_teacher_text_format.as_deref().unwrap_or(&config.train_format), by_sentence, config.max_len)?);
+        }
         let (dev, dev_pre_split) = match &config.dev {
             Some(p) => read_corpus(p, config.dev_format.as_deref().unwrap_or(&config.train_format).parse()?, None, !by_sentence)?,
             None => (Vec::new(), true),
         };
         let span_teacher = match config.span_teacher.as_slice() {
             [] => None,
-            dirs => Some(SpanTeacher::compute(dirs, &conv.examples, &labels, config.max_width, config.span_teacher_weight, config.eval_batch_size)?),
+            dirs => Some(SpanTeacher::compute(dirs, &examples, labelled, &labels, config.max_width, config.span_teacher_weight, config.eval_batch_size)?),
         };
 
         if !resume {
@@ -160,7 +168,7 @@ impl Trainer {
         let state = checkpoint::load_state(&ckpt)?;
         let files = ModelFiles::read(&ckpt)?;
         let predictor = Predictor::load(&ckpt)?;
-        write_unmapped(&out.join(UNMAPPED_FILE), &conv.unmapped)?;
+        write_unmapped(&out.join(UNMAPPED_FILE), &unmapped)?;
 
         let hyper = GlinerGroupHyper {
             encoder_lr: config.lr_encoder,
@@ -173,7 +181,7 @@ impl Trainer {
             Some(teacher) => {
                 let saved = checkpoint::distill_file(&ckpt);
                 let d = Distiller::new(&config, teacher, predictor.model.head.hidden, (state.step > 0).then_some(saved.as_path()))?;
-                let coverage = d.coverage(&conv.examples);
+                let coverage = d.coverage(&examples[..labelled]);
                 if coverage.0 == 0 {
                     return Err(Error::file(teacher, format!("no training mention of {} links to a teacher node, so there is nothing to distil (IOB and brat corpora carry no concept ids: give the teacher's KG with --teacher-kg to link mentions by name)", train_path.display())));
                 }
@@ -202,13 +210,14 @@ impl Trainer {
             reduction: config.reduction()?,
             negative_masking: config.negative_masking()?,
             order: if config.group_by_length {
-                ExampleOrder::grouped_by_length(conv.examples.iter().map(|e| e.words.len()).collect(), config.batch_size, config.seed)
+                ExampleOrder::grouped_by_length(examples.iter().map(|e| e.words.len()).collect(), config.batch_size, config.seed)
             } else {
-                ExampleOrder::new(conv.examples.len(), config.seed)
+                ExampleOrder::new(examples.len(), config.seed)
             },
             shards: Shards::new(rayon::current_num_threads(), config.batch_size)?,
-            examples: conv.examples,
-            unmapped: conv.unmapped,
+            examples,
+            unmapped,
+            labelled,
             config,
             out,
             predictor,
@@ -232,6 +241,11 @@ impl Trainer {
 
     pub fn num_examples(&self) -> usize {
         self.examples.len()
+    }
+
+    /// How many training examples are the span teacher's unlabelled text.
+    pub fn num_unlabelled(&self) -> usize {
+        self.examples.len() - self.labelled
     }
 
     pub fn labels(&self) -> &[String] {
@@ -331,12 +345,15 @@ impl Trainer {
     fn micro_batch_grads(&self, index: usize, picked: &[usize]) -> Result<(Grads, f64, f64)> {
         let cfg = &self.config;
         let chosen: Vec<&Example> = picked.iter().map(|&i| &self.examples[i]).collect();
-        let labels: Vec<Vec<String>> = chosen
+        let labels: Vec<Vec<String>> = picked
             .iter()
             .enumerate()
-            .map(|(i, ex)| {
-                let gold: Vec<&str> = ex.spans.iter().map(|s| s.2.as_str()).collect();
-                example_labels(&self.labels, &gold, &self.sampling, cfg.seed, index * cfg.batch_size + i)
+            .map(|(i, &ex)| {
+                let gold: Vec<&str> = self.examples[ex].spans.iter().map(|s| s.2.as_str()).collect();
+                // Unlabelled text has no gold labels to sample around: the
+                // teacher's probabilities for every label are its targets.
+                let sampling = if ex < self.labelled { &self.sampling } else { &LabelSampling::All };
+                example_labels(&self.labels, &gold, sampling, cfg.seed, index * cfg.batch_size + i)
             })
             .collect();
         // A shard's work grows with its examples' words and prompt.
@@ -394,9 +411,9 @@ impl Trainer {
         if self.negative_masking != NegativeMasking::None && self.config.negatives < 1.0 {
             mask = mask.mul(&negative_mask(&gold, self.negative_masking, self.config.negatives, &shard.negative_keys)?)?;
         }
-        let targets = match &self.span_teacher {
-            Some(teacher) => teacher.soften(&gold, batch, &shard.example_ids)?,
-            None => gold,
+        let (targets, mask) = match &self.span_teacher {
+            Some(teacher) => teacher.soften(&gold, &mask, batch, &shard.example_ids)?,
+            None => (gold, mask),
         };
         let targets = smooth_targets(&targets, self.config.label_smoothing)?;
         let (enc, head) = model_inputs(batch)?;
@@ -743,6 +760,38 @@ mod tests {
                 assert!((b - 0.5 * a).abs() <= 1e-3 * gold_norm, "{name}: {b} at λ = ½ vs gold {a}");
             }
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Unlabelled text joins the training examples with the teacher's
+    /// probabilities as its whole targets, whatever λ is: with the starting
+    /// model as the teacher and λ = 0, a batch of the corpus read as
+    /// labelled trains on the gold, the same sentences read as unlabelled
+    /// text give no gradient (their targets are σ(x) itself).
+    #[test]
+    fn span_teacher_text_trains_on_the_teachers_probabilities_alone() {
+        let dir = std::env::temp_dir().join(format!("kogner-span-teacher-text-{}", std::process::id()));
+        let (model, corpus, _) = setup(&dir);
+        let t = Trainer::new(
+            TrainConfig {
+                span_teacher: vec![model.clone()],
+                span_teacher_weight: 0.0,
+                span_teacher_text: vec![corpus.clone()],
+                ..tiny_config(&model, &corpus, dir.join("text"))
+            },
+            false,
+        )
+        .unwrap();
+        let labelled = t.num_examples() - t.num_unlabelled();
+        assert_eq!(t.num_unlabelled(), labelled, "the corpus read again as text gives as many examples");
+        assert!(t.examples[labelled..].iter().all(|ex| ex.spans.is_empty()), "annotations of unlabelled text are dropped");
+        let norm = |picked: Vec<usize>| {
+            let (grads, ..) = t.micro_batch_grads(0, &picked).unwrap();
+            t.train_params.iter().filter_map(|(_, var)| grads.get(var)).flat_map(|g| g.to_f64_vec().unwrap()).map(|x| x * x).sum::<f64>().sqrt()
+        };
+        let (gold, text) = (norm((0..8).collect()), norm((labelled..labelled + 8).collect()));
+        assert!(gold > 1.0, "gold gradient norm {gold}");
+        assert!(text < 1e-3 * gold, "unlabelled text on its own teacher's targets: gradient norm {text} vs gold {gold}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
